@@ -1,0 +1,1 @@
+"""Exchange adapters behind one port: the in-process paper exchange and ccxt."""

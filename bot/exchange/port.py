@@ -1,0 +1,92 @@
+"""The exchange port: what the service layer needs from a venue, in the core's terms.
+
+Adapters (the paper exchange, ccxt) translate tokens and market kinds into venue symbols, so
+nothing above this line ever sees ``SOL/USDT:USDT`` or a venue error code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from bot.domain.models import (
+    FundingRate,
+    MarketInfo,
+    MarketKind,
+    OrderIntent,
+    OrderResult,
+    PerpPosition,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    """Per-asset balances; ``total`` includes margin posted for open perps."""
+
+    free: Mapping[str, Decimal]
+    total: Mapping[str, Decimal]
+
+
+class ExchangeError(Exception):
+    """Base for adapter errors the service layer reacts to."""
+
+
+class OrderRejected(ExchangeError):
+    """The venue refused the order for a reason retrying cannot fix (funds, size, rules)."""
+
+
+class OutcomeUnknown(ExchangeError):
+    """A write whose outcome is unknown (timeout, 5xx): look it up by client id, never resend."""
+
+
+class ExchangeUnavailable(ExchangeError):
+    """Reads kept failing after the safe retries."""
+
+
+class ExchangePort(Protocol):
+    """Synchronous venue interface. Implementations must be safe to call from one thread."""
+
+    name: str
+
+    def load_markets(self, reload: bool = False) -> Mapping[tuple[str, MarketKind], MarketInfo]:
+        ...
+
+    def fetch_balances(self) -> Balances:
+        ...
+
+    def fetch_positions(self) -> list[PerpPosition]:
+        ...
+
+    def fetch_prices(self, tokens: Iterable[str], market: MarketKind) -> dict[str, Decimal]:
+        ...
+
+    def fetch_funding_rates(self, tokens: Iterable[str]) -> dict[str, FundingRate]:
+        ...
+
+    def set_leverage(self, token: str, leverage: Decimal) -> None:
+        ...
+
+    def set_margin_mode(self, token: str, mode: str) -> None:
+        ...
+
+    def place_order(self, intent: OrderIntent) -> OrderResult:
+        """Send one order (a stop when ``intent.order_type`` is STOP_MARKET)."""
+        ...
+
+    def cancel_order(self, result: OrderResult) -> None:
+        ...
+
+    def fetch_order_by_client_id(
+        self, client_id: str, token: str, market: MarketKind, trigger: bool = False
+    ) -> OrderResult | None:
+        ...
+
+    def fetch_open_orders(self, trigger: bool = False) -> list[OrderResult]:
+        ...
+
+    def now(self) -> datetime:
+        """The venue's clock (the simulated clock for the paper exchange)."""
+        ...

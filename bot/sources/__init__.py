@@ -1,0 +1,1 @@
+"""Market-data and signal sources: bundled/user replay data, later live HTTP providers."""

@@ -1,0 +1,1 @@
+"""Durable state (SQLAlchemy): decisions, orders, fills, positions, equity, daemon cursor."""
