@@ -1,0 +1,194 @@
+"""Turn a decision into the orders that move the book from where it is to where it should be.
+
+Only differences are traded (never sell everything and buy back). Order matters: spot sells
+first so their proceeds fund the buys, perp reductions before perp opens so margin is freed
+before it is needed. Orders too small for the venue are skipped here, with a reason, rather
+than sent to be rejected. Stops are not planned here: they depend on the fill, so the executor
+places them right after each open with :func:`bot.domain.risk.stop_price_for`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+from bot.domain.models import (
+    QUOTE,
+    Decision,
+    MarketInfo,
+    MarketKind,
+    OrderIntent,
+    OverlayLeg,
+    Portfolio,
+    PositionSide,
+    Side,
+)
+
+FEE_BUFFER = Decimal("0.995")
+"""Buys are sized to at most this share of the cash they can use, leaving room for fees."""
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    token: str
+    market: MarketKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Orders in the order they must be sent, plus what was skipped and why."""
+
+    intents: tuple[OrderIntent, ...]
+    skipped: tuple[Skip, ...]
+    stop_distance: Mapping[str, float]
+
+
+def client_order_id(decision_id: str, leg: int) -> str:
+    """Deterministic per decision and leg, so a resend after a crash is recognisable.
+
+    Short and made of ``[A-Za-z0-9-]`` only, within every venue's limit (Binance: 36).
+    """
+    return f"sb-{decision_id[:16]}-{leg:03d}"
+
+
+def round_step(amount: Decimal, step: Decimal) -> Decimal:
+    """Round an amount down to the venue's step (never up: that could overspend)."""
+    if step <= 0:
+        return amount
+    return (amount / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+def _fits(amount: Decimal, price: Decimal, info: MarketInfo) -> str | None:
+    if amount <= 0 or amount < info.min_amount:
+        return f"amount {amount} below minimum {info.min_amount}"
+    if amount * price < info.min_notional:
+        return f"notional {amount * price:.2f} below minimum {info.min_notional}"
+    return None
+
+
+def plan_orders(
+    decision: Decision,
+    portfolio: Portfolio,
+    markets: Mapping[tuple[str, MarketKind], MarketInfo],
+    overlay: tuple[OverlayLeg, ...],
+    min_trade_fraction: float = 0.005,
+) -> Plan:
+    """The ordered legs that take ``portfolio`` to ``decision``'s targets.
+
+    ``overlay`` is the decision's overlay after the risk check. ``min_trade_fraction`` of
+    equity is the smallest spot change worth an order: below it, drift is tolerated.
+    """
+    equity = portfolio.equity()
+    intents: list[OrderIntent] = []
+    skipped: list[Skip] = []
+    if equity <= 0:
+        return Plan((), (Skip("*", MarketKind.SPOT, "no equity"),), {})
+    invest = equity * (1 - Decimal(str(decision.cash_reserve)))
+    min_trade = equity * Decimal(str(min_trade_fraction))
+    leg = 0
+
+    def next_id() -> str:
+        nonlocal leg
+        leg += 1
+        return client_order_id(decision.decision_id, leg)
+
+    # ---- spot: sells, then buys scaled to the cash they can use ---------------------------
+    sells: list[tuple[str, Decimal]] = []
+    buys: list[tuple[str, Decimal]] = []
+    tokens = sorted(set(decision.spot_weights) | {t for t, a in portfolio.spot.items() if a > 0})
+    for token in tokens:
+        if token == QUOTE:
+            continue
+        price = portfolio.prices.get(token)
+        info = markets.get((token, MarketKind.SPOT))
+        if price is None or price <= 0 or info is None:
+            skipped.append(Skip(token, MarketKind.SPOT, "no market or price"))
+            continue
+        target_value = invest * Decimal(str(decision.spot_weights.get(token, 0.0)))
+        held = portfolio.spot.get(token, Decimal(0))
+        delta_value = target_value - held * price
+        if abs(delta_value) < min_trade and target_value > 0:
+            continue
+        if delta_value < 0:
+            amount = held if target_value == 0 else min(held, -delta_value / price)
+            amount = round_step(amount, info.amount_step)
+            why = _fits(amount, price, info)
+            if why:
+                skipped.append(Skip(token, MarketKind.SPOT, why))
+                continue
+            sells.append((token, amount))
+        elif delta_value > 0:
+            buys.append((token, delta_value))
+    proceeds = sum((a * portfolio.prices[t] for t, a in sells), Decimal(0))
+    perp_margin = sum((p.notional / p.leverage for p in portfolio.perps.values()
+                       if p.leverage > 0), Decimal(0))
+    free_cash = portfolio.cash - perp_margin
+    reserve = equity * Decimal(str(decision.cash_reserve))
+    spendable = max(Decimal(0), (free_cash + proceeds - reserve) * FEE_BUFFER)
+    wanted = sum((v for _, v in buys), Decimal(0))
+    scale = min(Decimal(1), spendable / wanted) if wanted > 0 else Decimal(1)
+    for token, amount in sells:
+        intents.append(OrderIntent(next_id(), token, MarketKind.SPOT, Side.SELL, amount,
+                                   reason="spot rebalance: above target"))
+    for token, value in buys:
+        price = portfolio.prices[token]
+        info = markets[(token, MarketKind.SPOT)]
+        amount = round_step(value * scale / price, info.amount_step)
+        why = _fits(amount, price, info)
+        if why:
+            skipped.append(Skip(token, MarketKind.SPOT, why))
+            continue
+        reason = "spot rebalance: below target" + ("" if scale == 1 else f" (scaled {scale:.3f})")
+        intents.append(OrderIntent(next_id(), token, MarketKind.SPOT, Side.BUY, amount,
+                                   reason=reason))
+
+    # ---- perps: reductions first, then opens ----------------------------------------------
+    targets: dict[str, tuple[Decimal, OverlayLeg | None]] = {}
+    for o in overlay:
+        price = portfolio.prices.get(o.token)
+        if price is None or price <= 0:
+            skipped.append(Skip(o.token, MarketKind.PERP, "no price"))
+            continue
+        sign = Decimal(1) if o.side is PositionSide.LONG else Decimal(-1)
+        targets[o.token] = (sign * Decimal(str(o.equity_fraction)) * equity / price, o)
+    for token in portfolio.perps:
+        targets.setdefault(token, (Decimal(0), None))
+    reduces: list[OrderIntent] = []
+    opens: list[OrderIntent] = []
+    for token in sorted(targets):
+        target, o = targets[token]
+        info = markets.get((token, MarketKind.PERP))
+        price = portfolio.prices.get(token)
+        if info is None or price is None:
+            skipped.append(Skip(token, MarketKind.PERP, "no perp market or price"))
+            continue
+        current = portfolio.perps[token].amount if token in portfolio.perps else Decimal(0)
+        closing = current != 0 and (target == 0 or (target > 0) != (current > 0))
+        if closing:
+            amount = round_step(abs(current), info.amount_step)
+            side = Side.SELL if current > 0 else Side.BUY
+            reduces.append(OrderIntent(next_id(), token, MarketKind.PERP, side, amount,
+                                       reduce_only=True, reason="overlay: close leg"))
+            current = Decimal(0)
+        delta = target - current
+        if abs(delta) * price < min_trade:
+            continue
+        amount = round_step(abs(delta), info.amount_step)
+        why = _fits(amount, price, info)
+        if why:
+            skipped.append(Skip(token, MarketKind.PERP, why))
+            continue
+        side = Side.BUY if delta > 0 else Side.SELL
+        shrinking = abs(target) < abs(current)
+        leverage = Decimal(str(o.leverage)) if o is not None else None
+        intent = OrderIntent(next_id(), token, MarketKind.PERP, side, amount,
+                             reduce_only=shrinking, leverage=leverage,
+                             reason=("overlay: reduce" if shrinking else
+                                     f"overlay: {o.reason}" if o else "overlay"))
+        (reduces if shrinking else opens).append(intent)
+    intents.extend(reduces)
+    intents.extend(opens)
+    stops = {o.token: o.stop_distance for o in overlay}
+    return Plan(tuple(intents), tuple(skipped), stops)

@@ -1,0 +1,75 @@
+"""Pure risk rules that every overlay leg passes through before it becomes an order.
+
+Each rule either lets a leg through unchanged, clips it, or blocks it, and says which with
+numbers, so the service can log ``risk.blocked`` with the rule that fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from bot.domain.models import OverlayLeg, PerpPosition, PositionSide, Regime
+from bot.domain.risk_limits import RiskLimits
+
+
+@dataclass(frozen=True, slots=True)
+class RiskBlock:
+    """One intervention: which rule, on which token, and the numbers behind it."""
+
+    rule: str
+    token: str
+    detail: str
+
+
+def check_overlay(
+    legs: tuple[OverlayLeg, ...], limits: RiskLimits, regime: Regime, killed: bool = False
+) -> tuple[tuple[OverlayLeg, ...], tuple[RiskBlock, ...]]:
+    """Clip or drop overlay legs so the overlay obeys the limits.
+
+    Rules, in order: kill switch (no new risk), bear regime (no leveraged longs), leverage cap
+    (clipped to ``max_leverage``, never above 5), stop distance (a leg must carry a stop), and
+    account leverage (total notional / equity scaled down to ``max_account_leverage``).
+    """
+    blocks: list[RiskBlock] = []
+    kept: list[OverlayLeg] = []
+    for leg in legs:
+        if killed:
+            blocks.append(RiskBlock("killswitch", leg.token, "kill switch active: no new risk"))
+            continue
+        if regime is Regime.BEAR and leg.side is PositionSide.LONG:
+            blocks.append(RiskBlock("bear_regime", leg.token, "no new leveraged longs in a bear"))
+            continue
+        if leg.stop_distance <= 0 or leg.stop_distance >= 1:
+            blocks.append(RiskBlock("stop_required", leg.token,
+                                    f"stop distance {leg.stop_distance} outside (0, 1)"))
+            continue
+        allowed = limits.clip_leverage(leg.leverage)
+        if allowed < leg.leverage:
+            blocks.append(RiskBlock("leverage_cap", leg.token,
+                                    f"requested {leg.leverage}x clipped to {allowed}x"))
+            leg = replace(leg, leverage=allowed)
+        if leg.leverage <= 0:
+            continue
+        kept.append(leg)
+    total = sum(leg.equity_fraction for leg in kept)
+    if total > limits.max_account_leverage:
+        scale = limits.max_account_leverage / total
+        blocks.append(RiskBlock("account_leverage", "*",
+                                f"overlay notional {total:.3f}x equity scaled by {scale:.3f} to "
+                                f"{limits.max_account_leverage}x"))
+        kept = [replace(leg, equity_fraction=leg.equity_fraction * scale) for leg in kept]
+    return tuple(kept), tuple(blocks)
+
+
+def stop_price_for(position: PerpPosition, stop_distance: float) -> Decimal:
+    """The stop trigger for a position: below entry for a long, above entry for a short."""
+    distance = Decimal(str(stop_distance))
+    if position.side is PositionSide.LONG:
+        return position.entry_price * (1 - distance)
+    return position.entry_price * (1 + distance)
+
+
+def positions_missing_stops(perps: dict[str, PerpPosition]) -> list[PerpPosition]:
+    """Leveraged positions with no live stop: the risk watch must protect these at once."""
+    return [p for _, p in sorted(perps.items()) if p.amount != 0 and p.stop_price is None]

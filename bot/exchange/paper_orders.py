@@ -1,0 +1,111 @@
+"""The paper exchange's order registry: every accepted order by client id, in placement order.
+
+Keeping every order forever is what makes retries safe: a reused client id is refused like
+Binance's -4116, and ``fetch_order_by_client_id`` can answer for any order ever accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from bot.domain.models import OrderIntent, OrderResult, OrderStatus, OrderType, Side
+from bot.exchange.paper_types import order_from_json, order_to_json
+
+
+def is_stop(order: OrderResult) -> bool:
+    return order.order_type is OrderType.STOP_MARKET
+
+
+def trigger_of(order: OrderResult) -> Decimal:
+    assert order.trigger_price is not None, "stops always carry a trigger price"
+    return order.trigger_price
+
+
+class OrderBook:
+    """Orders keyed by client id; results are immutable and replaced on every change."""
+
+    def __init__(self) -> None:
+        self._orders: dict[str, OrderResult] = {}
+        self._seq = 0
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self._orders
+
+    def __iter__(self) -> Iterator[OrderResult]:
+        return iter(list(self._orders.values()))
+
+    def get(self, client_id: str) -> OrderResult | None:
+        return self._orders.get(client_id)
+
+    def record(
+        self,
+        intent: OrderIntent,
+        amount: Decimal,
+        status: OrderStatus,
+        fill: tuple[Decimal, Decimal | None, Decimal],
+        trigger: Decimal | None,
+        now: datetime | None,
+    ) -> OrderResult:
+        """Store a newly accepted order; ``fill`` is (filled, average price, fee)."""
+        self._seq += 1
+        filled, average, fee = fill
+        order = OrderResult(
+            client_id=intent.client_id,
+            exchange_id=f"paper-{self._seq}",
+            token=intent.token,
+            market=intent.market,
+            side=intent.side,
+            order_type=intent.order_type,
+            status=status,
+            amount=amount,
+            filled=filled,
+            average_price=average,
+            fee=fee,
+            trigger_price=trigger,
+            reduce_only=intent.reduce_only or intent.order_type is OrderType.STOP_MARKET,
+            timestamp=now,
+        )
+        self._orders[order.client_id] = order
+        return order
+
+    def update(self, order: OrderResult, **changes: Any) -> None:
+        self._orders[order.client_id] = replace(order, **changes)
+
+    def open_orders(self, trigger: bool) -> list[OrderResult]:
+        return [o for o in self._orders.values()
+                if o.status is OrderStatus.OPEN and is_stop(o) == trigger]
+
+    def open_stops_by_proximity(self) -> list[OrderResult]:
+        """Open stops per token, the one a move would reach first first."""
+        return sorted(
+            self.open_orders(trigger=True),
+            key=lambda o: (o.token, -trigger_of(o) if o.side is Side.SELL else trigger_of(o)),
+        )
+
+    def cancel_stops(self, token: str) -> None:
+        """What the venue does to a position's stops once the position is gone."""
+        for order in self.open_orders(trigger=True):
+            if order.token == token:
+                self.update(order, status=OrderStatus.CANCELED)
+
+    def live_stop(self, token: str, long: bool) -> Decimal | None:
+        """The trigger that fires first: the highest sell stop of a long, lowest buy of a short."""
+        triggers = [trigger_of(o) for o in self.open_orders(trigger=True) if o.token == token]
+        if not triggers:
+            return None
+        return max(triggers) if long else min(triggers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self._seq, "orders": [order_to_json(o) for o in self._orders.values()]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OrderBook:
+        book = cls()
+        book._seq = int(data["seq"])
+        orders: Sequence[dict[str, Any]] = data["orders"]
+        book._orders = {o.client_id: o for o in map(order_from_json, orders)}
+        return book

@@ -1,0 +1,89 @@
+"""Structured logging: one JSON object per line on stdout, secrets redacted by a processor.
+
+Redaction is structural, not a matter of care at each call site: any field whose *name* looks
+secret is masked, any ``SecretStr`` is masked, and every registered secret *value* is scrubbed
+from every string (exception texts and URLs included) before rendering. Event names are a
+contract documented in ``docs/log-events.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from pydantic import SecretStr
+
+MASK = "**********"
+_SECRET_KEY = re.compile(r"(secret|api_?key|apikey|password|passphrase|signature|token_key)", re.I)
+_registered: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Remember secret values so they are scrubbed from any log line that contains them."""
+    _registered.update(v for v in values if v and len(v) >= 4)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, str):
+        for secret in _registered:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {
+            k: (MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask secret-looking keys and scrub registered secret values."""
+    for key in list(event_dict):
+        if _SECRET_KEY.search(key):
+            event_dict[key] = MASK
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "json", stream: TextIO | None = None
+) -> None:
+    """Configure structlog for the process. Safe to call again (tests, CLI re-entry)."""
+    out = stream or sys.stdout
+    renderer: Any
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**bound: Any) -> Any:
+    """A bound structlog logger (typed loosely: structlog's own types are a Protocol zoo)."""
+    return structlog.get_logger(**bound)

@@ -1,0 +1,422 @@
+"""Replayed market data: the directory format of ``docs/data-format.md`` as point-in-time snapshots.
+
+Everything is parsed and validated once in :meth:`ReplayData.load`, so a bad file fails at
+start-up with its path, line and reason rather than in the middle of a backtest. After that
+each query is a few ``bisect`` calls on pre-built time lists, because the replay asks for a
+snapshot once per simulated day.
+
+Visibility (the rule that prevents look-ahead): a daily row dated ``D`` (candle or sector
+metric) closes at the end of ``D`` and is stamped ``D+1 00:00 UTC``; a funding row is stamped
+at its settlement. A query at ``as_of`` sees exactly the points stamped ``<= as_of``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from bisect import bisect_right
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from bot.data import bundled_sample_dir
+from bot.domain.models import FundingRate, MarketSnapshot, Series
+
+__all__ = ["DEFAULT_MAX_AGE", "Candle", "CandleRange", "ReplayData", "ReplayDataError",
+           "bundled_sample_dir", "close_time"]
+
+#: How old the newest visible point may be before its signal counts as stale. Keys in a
+#: ``max_age`` override are tried most specific first: ``prices:BTC`` then ``prices``;
+#: ``funding:ETH`` then ``funding``; ``metric:tvl_usd:L1`` then ``metric:tvl_usd`` then
+#: ``metric``. Two days on prices tolerates one missed daily candle; metrics from DefiLlama
+#: routinely lag a day more.
+DEFAULT_MAX_AGE: Mapping[str, timedelta] = {
+    "prices": timedelta(days=2),
+    "funding": timedelta(days=2),
+    "metric": timedelta(days=3),
+}
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TOKEN = re.compile(r"[A-Z0-9]+")
+_OHLCV = ("date", "open", "high", "low", "close", "volume", "quote_volume")
+_FUNDING = ("timestamp", "rate", "interval_hours")
+_METRICS = ("date", "sector", "metric", "value")
+
+
+class ReplayDataError(ValueError):
+    """A replay file is malformed; the message names the file, the line and the reason."""
+
+    def __init__(self, path: Path, line: int | None, reason: str) -> None:
+        super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+def close_time(day: date) -> datetime:
+    """When the daily row dated ``day`` becomes visible: the next day at 00:00 UTC."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One daily spot candle in USDT, exact as read (Decimal: it becomes a mark price)."""
+
+    day: date
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CandleRange:
+    """The candles that closed in ``(start, end]`` merged into one bar.
+
+    A paper exchange uses ``high``/``low`` to trigger stops and liquidations on intraday
+    extremes that the closes alone would hide.
+    """
+
+    token: str
+    start: datetime
+    end: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    candles: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Track:
+    """One time-ordered signal: times for ``bisect`` and points ready to slice into a Series."""
+
+    times: tuple[datetime, ...]
+    points: tuple[tuple[datetime, float], ...]
+
+    def series(self, since: datetime, as_of: datetime) -> Series:
+        return Series(self.points[bisect_right(self.times, since):
+                                  bisect_right(self.times, as_of)])
+
+
+def _track(points: list[tuple[datetime, float]]) -> _Track:
+    return _Track(tuple(t for t, _ in points), tuple(points))
+
+
+# --------------------------------------------------------------------------------- parsing
+
+
+def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells of ``columns``) per data row; comments and blank lines skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReplayDataError(path, None, f"not UTF-8 ({exc.reason})") from None
+    except OSError as exc:
+        raise ReplayDataError(path, None, f"cannot read ({exc.strerror})") from None
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1)
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not numbered:
+        raise ReplayDataError(path, None, "no header row")
+    reader = csv.reader(line for _, line in numbered)
+    header = [h.strip() for h in next(reader)]
+    for col in columns:
+        if col not in header:
+            raise ReplayDataError(path, numbered[0][0], f"missing column {col!r}")
+        if header.count(col) > 1:
+            raise ReplayDataError(path, numbered[0][0], f"column {col!r} appears twice")
+    index = [header.index(c) for c in columns]
+    try:
+        for row, cells in enumerate(reader, 2):
+            n = numbered[row - 1][0]
+            if reader.line_num != row:  # one CSV row per line keeps line numbers honest
+                raise ReplayDataError(path, n, "a quoted cell runs past the end of the line")
+            if len(cells) != len(header):
+                raise ReplayDataError(path, n,
+                                      f"expected {len(header)} cells, found {len(cells)}")
+            values = [cells[i].strip() for i in index]
+            for col, value in zip(columns, values, strict=True):
+                if not value:
+                    raise ReplayDataError(path, n, f"empty cell in column {col!r}")
+            yield n, values
+    except csv.Error as exc:
+        line = numbered[min(reader.line_num, len(numbered)) - 1][0]
+        raise ReplayDataError(path, line, f"not valid CSV ({exc})") from None
+
+
+def _number(path: Path, n: int, col: str, text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ReplayDataError(path, n, f"column {col!r}: {text!r} is not a number") from None
+    if not value.is_finite():
+        raise ReplayDataError(path, n, f"column {col!r}: {text!r} is not a finite number")
+    return value
+
+
+def _day(path: Path, n: int, text: str) -> date:
+    try:
+        if _DATE.fullmatch(text):
+            return date(int(text[:4]), int(text[5:7]), int(text[8:]))
+    except ValueError:
+        pass
+    raise ReplayDataError(path, n, f"{text!r} is not a YYYY-MM-DD date")
+
+
+def _timestamp(path: Path, n: int, text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ReplayDataError(path, n, f"{text!r} is not an ISO-8601 timestamp") from None
+    if when.utcoffset() != timedelta(0):
+        raise ReplayDataError(path, n, f"timestamp {text!r} is not marked UTC (Z or +00:00)")
+    return when.astimezone(UTC)
+
+
+def _order(path: Path, n: int, when: date, prev: date | None, prev_line: int) -> None:
+    """Refuse a row that is not strictly after the previous one of the same series."""
+    if prev is None:
+        return
+    if when == prev:
+        raise ReplayDataError(path, n, f"duplicate {when} (also on line {prev_line})")
+    if when < prev:
+        raise ReplayDataError(path, n, f"rows not sorted: {when} after {prev} "
+                                       f"(line {prev_line})")
+
+
+def _read_ohlcv(path: Path) -> list[Candle]:
+    out: list[Candle] = []
+    prev_line = 0
+    for n, cells in _rows(path, _OHLCV):
+        day = _day(path, n, cells[0])
+        o, h, lo, c, v, qv = (_number(path, n, col, x) for col, x in
+                              zip(_OHLCV[1:], cells[1:], strict=True))
+        if min(o, h, lo, c) <= 0 or v < 0 or qv < 0:
+            raise ReplayDataError(path, n, "prices must be > 0 and volumes >= 0")
+        if not lo <= min(o, c) <= max(o, c) <= h:
+            raise ReplayDataError(path, n, "low/high do not bracket open and close")
+        _order(path, n, day, out[-1].day if out else None, prev_line)
+        out.append(Candle(day, o, h, lo, c, v, qv))
+        prev_line = n
+    return out
+
+
+def _read_funding(path: Path) -> list[tuple[datetime, Decimal, Decimal]]:
+    out: list[tuple[datetime, Decimal, Decimal]] = []
+    prev_line = 0
+    for n, cells in _rows(path, _FUNDING):
+        when = _timestamp(path, n, cells[0])
+        rate = _number(path, n, "rate", cells[1])
+        interval = _number(path, n, "interval_hours", cells[2])
+        if interval <= 0:
+            raise ReplayDataError(path, n, f"interval_hours must be > 0, not {interval}")
+        _order(path, n, when, out[-1][0] if out else None, prev_line)
+        out.append((when, rate, interval))
+        prev_line = n
+    return out
+
+
+def _read_metrics(path: Path) -> dict[str, dict[str, list[tuple[datetime, float]]]]:
+    """Sector -> metric -> points; each (sector, metric) series must ascend on its own."""
+    out: dict[str, dict[str, list[tuple[datetime, float]]]] = {}
+    last: dict[tuple[str, str], tuple[date, int]] = {}
+    for n, (text, sector, metric, value) in _rows(path, _METRICS):
+        day = _day(path, n, text)
+        number = float(_number(path, n, "value", value))
+        prev = last.get((sector, metric))
+        _order(path, n, day, prev[0] if prev else None, prev[1] if prev else 0)
+        last[(sector, metric)] = (day, n)
+        out.setdefault(sector, {}).setdefault(metric, []).append((close_time(day), number))
+    return out
+
+
+# --------------------------------------------------------------------------------- queries
+
+
+class ReplayData:
+    """A loaded replay directory, queried at simulated times. Immutable after load."""
+
+    def __init__(self, root: Path, candles: Mapping[str, list[Candle]],
+                 funding: Mapping[str, list[tuple[datetime, Decimal, Decimal]]],
+                 metrics: Mapping[str, Mapping[str, list[tuple[datetime, float]]]]) -> None:
+        self.root = root
+        self._candles = {t: tuple(cs) for t, cs in sorted(candles.items()) if cs}
+        self.tokens: tuple[str, ...] = tuple(self._candles)
+        self._candle_times = {t: tuple(close_time(c.day) for c in cs)
+                              for t, cs in self._candles.items()}
+        self._closes = {t: _track([(close_time(c.day), float(c.close)) for c in cs])
+                        for t, cs in self._candles.items()}
+        self._qvols = {t: _track([(close_time(c.day), float(c.quote_volume)) for c in cs])
+                       for t, cs in self._candles.items()}
+        self._funding = {t: tuple(rows) for t, rows in sorted(funding.items()) if rows}
+        self._hourly = {t: _track([(w, float(r / i)) for w, r, i in rows])
+                        for t, rows in self._funding.items()}
+        self._metrics = {s: {m: _track(pts) for m, pts in sorted(ms.items()) if pts}
+                         for s, ms in sorted(metrics.items())}
+        days = sorted({c.day for cs in self._candles.values() for c in cs})
+        self._calendar = tuple(days)
+        if not days:
+            raise ReplayDataError(root, None, "no candles in ohlcv/")
+        self.first_day: date = days[0]
+        self.last_day: date = days[-1]
+
+    @classmethod
+    def load(cls, data_dir: Path) -> ReplayData:
+        """Parse and validate the whole directory; ``funding/`` and metrics are optional."""
+        root = Path(data_dir)
+        if not (root / "ohlcv").is_dir():
+            raise ReplayDataError(root, None, "not a replay data directory (no ohlcv/ folder)")
+        candles: dict[str, list[Candle]] = {}
+        for path in sorted((root / "ohlcv").glob("*.csv")):
+            candles[_token(path)] = _read_ohlcv(path)
+        funding = {_token(p): _read_funding(p) for p in sorted((root / "funding").glob("*.csv"))}
+        metrics_file = root / "sector_metrics.csv"
+        metrics = _read_metrics(metrics_file) if metrics_file.exists() else {}
+        return cls(root, candles, funding, metrics)
+
+    @property
+    def funding_tokens(self) -> tuple[str, ...]:
+        return tuple(self._funding)
+
+    def calendar(self) -> tuple[date, ...]:
+        """Every day with at least one candle; day ``D`` is replayed at ``close_time(D)``."""
+        return self._calendar
+
+    def snapshot(self, as_of: datetime, lookback_days: int = 400,
+                 max_age: Mapping[str, timedelta] | None = None) -> MarketSnapshot:
+        """What a live bot could have known at ``as_of``: points stamped ``<= as_of``, cut to
+        those newer than ``as_of - lookback_days``.
+
+        ``stale`` names what the engine must not act on:
+        - ``prices:<TOKEN>`` / ``funding:<TOKEN>`` / ``metric:<metric>:<sector>``: that series
+          has visible points but the newest is older than its max age. A series with nothing
+          visible yet (token not listed, metric not started) gets no key: absent is absent.
+        - ``prices`` / ``funding`` / ``metric:<metric>``: no series of that kind is fresh
+          while at least one is visible. ``prices`` is also set when no price is visible at
+          all, since nothing can be valued or traded then.
+        Staleness is judged on the full history, so a series that stopped before the lookback
+        window is still reported stale, though it is then omitted from the snapshot.
+        """
+        as_of = _utc(as_of)
+        since = as_of - timedelta(days=lookback_days)
+        ages = {**DEFAULT_MAX_AGE, **(max_age or {})}
+        stale: set[str] = set()
+        closes = self._slice(self._closes, since, as_of, "prices", ages, stale, always=True)
+        qvols = {t: self._qvols[t].series(since, as_of) for t in closes}
+        funding = self._slice(self._hourly, since, as_of, "funding", ages, stale)
+        metrics: dict[str, dict[str, Series]] = {}
+        fresh: dict[str, bool] = {}
+        for sector, tracks in self._metrics.items():
+            for metric, track in tracks.items():
+                newest = _newest(track, as_of)
+                if newest is None:
+                    continue
+                key = f"metric:{metric}:{sector}"
+                old = as_of - newest > _age(ages, key, f"metric:{metric}", "metric")
+                if old:
+                    stale.add(key)
+                fresh[metric] = fresh.get(metric, False) or not old
+                series = track.series(since, as_of)
+                if series.points:
+                    metrics.setdefault(sector, {})[metric] = series
+        stale.update(f"metric:{m}" for m, ok in fresh.items() if not ok)
+        return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=qvols,
+                              sector_metrics=metrics, funding=funding, stale=frozenset(stale))
+
+    def _slice(self, tracks: Mapping[str, _Track], since: datetime, as_of: datetime,
+               kind: str, ages: Mapping[str, timedelta], stale: set[str],
+               always: bool = False) -> dict[str, Series]:
+        """Per-token series in the window, adding ``<kind>:<TOKEN>`` and ``<kind>`` to stale
+        (``<kind>`` also when nothing is visible, if ``always``)."""
+        out: dict[str, Series] = {}
+        visible = fresh = False
+        for token, track in tracks.items():
+            newest = _newest(track, as_of)
+            if newest is None:
+                continue
+            visible = True
+            if as_of - newest > _age(ages, f"{kind}:{token}", kind):
+                stale.add(f"{kind}:{token}")
+            else:
+                fresh = True
+            series = track.series(since, as_of)
+            if series.points:
+                out[token] = series
+        if not fresh and (visible or always):
+            stale.add(kind)
+        return out
+
+    def marks(self, as_of: datetime) -> dict[str, Decimal]:
+        """The latest visible close per token (tokens not listed yet are left out)."""
+        as_of = _utc(as_of)
+        out: dict[str, Decimal] = {}
+        for token, times in self._candle_times.items():
+            i = bisect_right(times, as_of)
+            if i:
+                out[token] = self._candles[token][i - 1].close
+        return out
+
+    def candle_range(self, token: str, start: datetime, end: datetime) -> CandleRange | None:
+        """The candles of ``token`` that closed in ``(start, end]``, or None if there are none."""
+        times = self._candle_times.get(token)
+        if times is None:
+            return None
+        lo, hi = bisect_right(times, _utc(start)), bisect_right(times, _utc(end))
+        if lo >= hi:
+            return None
+        cs = self._candles[token][lo:hi]
+        return CandleRange(token, start, end, cs[0].open, max(c.high for c in cs),
+                           min(c.low for c in cs), cs[-1].close, len(cs))
+
+    def funding_rates(self, as_of: datetime, max_age: timedelta | None = None,
+                      ) -> dict[str, FundingRate]:
+        """The latest settled funding per token; with ``max_age``, only rates that recent."""
+        as_of = _utc(as_of)
+        out: dict[str, FundingRate] = {}
+        for token, rows in self._funding.items():
+            i = bisect_right(self._hourly[token].times, as_of)
+            if i and (max_age is None or as_of - rows[i - 1][0] <= max_age):
+                out[token] = _rate(token, *rows[i - 1])
+        return out
+
+    def funding_settlements(self, token: str, start: datetime, end: datetime,
+                            ) -> tuple[tuple[datetime, FundingRate], ...]:
+        """Every settlement of ``token`` in ``(start, end]``, for charging funding exactly."""
+        rows = self._funding.get(token, ())
+        times = self._hourly[token].times if rows else ()
+        lo, hi = bisect_right(times, _utc(start)), bisect_right(times, _utc(end))
+        return tuple((w, _rate(token, w, r, i)) for w, r, i in rows[lo:hi])
+
+
+def _token(path: Path) -> str:
+    if not _TOKEN.fullmatch(path.stem):
+        raise ReplayDataError(path, None, "file name must be an upper-case token symbol")
+    return path.stem
+
+
+def _utc(when: datetime) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError(f"naive datetime {when!r}: replay times must be timezone-aware")
+    return when.astimezone(UTC)
+
+
+def _newest(track: _Track, as_of: datetime) -> datetime | None:
+    i = bisect_right(track.times, as_of)
+    return track.times[i - 1] if i else None
+
+
+def _age(ages: Mapping[str, timedelta], *keys: str) -> timedelta:
+    """The max age of the most specific key present (the last key always has a default)."""
+    for key in keys:
+        if key in ages:
+            return ages[key]
+    raise KeyError(keys[-1])
+
+
+def _rate(token: str, when: datetime, rate: Decimal, interval: Decimal) -> FundingRate:
+    hours = float(interval)
+    return FundingRate(token, float(rate / interval), hours, when + timedelta(hours=hours))
