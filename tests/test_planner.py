@@ -123,3 +123,13 @@ def test_plan_never_oversells_or_overspends(cash: Decimal, held: dict[str, Decim
     assert cash_after >= 0
     sides = [i.side for i in plan.intents]
     assert sides == sorted(sides, key=lambda s: s is Side.BUY), "sells must precede buys"
+
+
+def test_buys_fit_the_venues_free_cash_not_an_estimate() -> None:
+    long = PerpPosition("SOL", Decimal(10), Decimal(50), Decimal(2), Decimal(100))
+    # Margin posted at entry is 250, at mark it would look like 500: the venue's free cash
+    # (cash minus margin it actually holds) is what buys may use.
+    pf = Portfolio(Decimal(1000), {}, {"SOL": long}, PRICES, free_cash=Decimal(750))
+    plan = plan_orders(decision({"BTC": 1.0}), pf, markets("BTC", "SOL"), ())
+    spent = sum(i.amount * PRICES[i.token] for i in plan.intents if i.side is Side.BUY)
+    assert Decimal(740) <= spent <= Decimal(750)

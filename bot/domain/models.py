@@ -196,12 +196,14 @@ class PerpPosition:
 
 @dataclass(frozen=True, slots=True)
 class Portfolio:
-    """Holdings read from the exchange. ``cash`` is the USDT wallet including posted margin."""
+    """Holdings read from the exchange. ``cash`` is the USDT wallet including posted margin;
+    ``free_cash`` is what the venue says can be spent now (None: derive it from margins)."""
 
     cash: Decimal
     spot: Mapping[str, Decimal]
     perps: Mapping[str, PerpPosition]
     prices: Mapping[str, Decimal]
+    free_cash: Decimal | None = None
 
     def spot_value(self, token: str) -> Decimal:
         return self.spot.get(token, Decimal(0)) * self.prices.get(token, Decimal(0))
@@ -256,6 +258,9 @@ class RotationState:
     started: datetime
     from_weight_at_start: float
     confirmations: int = 0
+    checked: datetime | None = None
+    """When the engine last advanced this state. A re-run for the same ``as_of`` (a restart
+    after a crash) does not count a confirmation twice."""
 
 
 @dataclass(frozen=True, slots=True)

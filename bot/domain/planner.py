@@ -122,9 +122,11 @@ def plan_orders(
         elif delta_value > 0:
             buys.append((token, delta_value))
     proceeds = sum((a * portfolio.prices[t] for t, a in sells), Decimal(0))
-    perp_margin = sum((p.notional / p.leverage for p in portfolio.perps.values()
-                       if p.leverage > 0), Decimal(0))
-    free_cash = portfolio.cash - perp_margin
+    if portfolio.free_cash is not None:
+        free_cash = portfolio.free_cash
+    else:
+        free_cash = portfolio.cash - sum((p.notional / p.leverage for p in portfolio.perps.values()
+                                          if p.leverage > 0), Decimal(0))
     reserve = equity * Decimal(str(decision.cash_reserve))
     spendable = max(Decimal(0), (free_cash + proceeds - reserve) * FEE_BUFFER)
     wanted = sum((v for _, v in buys), Decimal(0))
@@ -146,13 +148,14 @@ def plan_orders(
 
     # ---- perps: reductions first, then opens ----------------------------------------------
     targets: dict[str, tuple[Decimal, OverlayLeg | None]] = {}
-    for o in overlay:
-        price = portfolio.prices.get(o.token)
+    for wanted_leg in overlay:
+        price = portfolio.prices.get(wanted_leg.token)
         if price is None or price <= 0:
-            skipped.append(Skip(o.token, MarketKind.PERP, "no price"))
+            skipped.append(Skip(wanted_leg.token, MarketKind.PERP, "no price"))
             continue
-        sign = Decimal(1) if o.side is PositionSide.LONG else Decimal(-1)
-        targets[o.token] = (sign * Decimal(str(o.equity_fraction)) * equity / price, o)
+        sign = Decimal(1) if wanted_leg.side is PositionSide.LONG else Decimal(-1)
+        targets[wanted_leg.token] = (
+            sign * Decimal(str(wanted_leg.equity_fraction)) * equity / price, wanted_leg)
     for token in portfolio.perps:
         targets.setdefault(token, (Decimal(0), None))
     reduces: list[OrderIntent] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from bot.domain.models import OverlayLeg, PerpPosition, PositionSide, Regime
+from bot.domain.models import FundingRate, OverlayLeg, PerpPosition, PositionSide, Regime
 from bot.domain.risk_limits import RiskLimits
 
 
@@ -23,11 +23,13 @@ class RiskBlock:
 
 
 def check_overlay(
-    legs: tuple[OverlayLeg, ...], limits: RiskLimits, regime: Regime, killed: bool = False
+    legs: tuple[OverlayLeg, ...], limits: RiskLimits, regime: Regime, killed: bool = False,
+    funding_blocked: frozenset[str] = frozenset(),
 ) -> tuple[tuple[OverlayLeg, ...], tuple[RiskBlock, ...]]:
     """Clip or drop overlay legs so the overlay obeys the limits.
 
-    Rules, in order: kill switch (no new risk), bear regime (no leveraged longs), leverage cap
+    Rules, in order: kill switch (no new risk), bear regime (no leveraged longs), funding
+    hysteresis (no long re-entry on a token closed for excessive funding), leverage cap
     (clipped to ``max_leverage``, never above 5), stop distance (a leg must carry a stop), and
     account leverage (total notional / equity scaled down to ``max_account_leverage``).
     """
@@ -39,6 +41,10 @@ def check_overlay(
             continue
         if regime is Regime.BEAR and leg.side is PositionSide.LONG:
             blocks.append(RiskBlock("bear_regime", leg.token, "no new leveraged longs in a bear"))
+            continue
+        if leg.side is PositionSide.LONG and leg.token in funding_blocked:
+            blocks.append(RiskBlock("funding_hysteresis", leg.token,
+                                    "closed for excessive funding; waiting for it to normalise"))
             continue
         if leg.stop_distance <= 0 or leg.stop_distance >= 1:
             blocks.append(RiskBlock("stop_required", leg.token,
@@ -73,3 +79,41 @@ def stop_price_for(position: PerpPosition, stop_distance: float) -> Decimal:
 def positions_missing_stops(perps: dict[str, PerpPosition]) -> list[PerpPosition]:
     """Leveraged positions with no live stop: the risk watch must protect these at once."""
     return [p for _, p in sorted(perps.items()) if p.amount != 0 and p.stop_price is None]
+
+
+def drawdown(equity: Decimal, high_water: Decimal) -> float:
+    """Fractional drawdown of ``equity`` from its high-water mark (0 when at or above it)."""
+    if high_water <= 0 or equity >= high_water:
+        return 0.0
+    return float((high_water - equity) / high_water)
+
+
+def kill_switch_reason(equity: Decimal, high_water: Decimal, consecutive_failures: int,
+                       limits: RiskLimits, max_failures: int) -> str | None:
+    """Why the kill switch must trip now, or None. Drawdown and repeated failures both count:
+    a venue that keeps failing is a venue whose positions we cannot see or defend."""
+    dd = drawdown(equity, high_water)
+    if dd >= limits.max_drawdown_fraction:
+        return (f"drawdown {dd:.1%} from high-water {high_water:.2f} >= "
+                f"{limits.max_drawdown_fraction:.0%}")
+    if consecutive_failures >= max_failures:
+        return f"{consecutive_failures} consecutive failed jobs >= {max_failures}"
+    return None
+
+
+def excessive_funding(perps: dict[str, PerpPosition], funding: dict[str, FundingRate],
+                      limits: RiskLimits) -> list[tuple[PerpPosition, float]]:
+    """Leveraged positions paying funding above the exit threshold (annualised).
+
+    Longs pay positive funding, shorts pay negative funding; a position *receiving* funding is
+    never on this list (a short paid to hold is kept, as the playbook suggests).
+    """
+    out = []
+    for token, position in sorted(perps.items()):
+        rate = funding.get(token)
+        if rate is None or position.amount == 0:
+            continue
+        paying_apr = rate.annualised if position.side is PositionSide.LONG else -rate.annualised
+        if paying_apr > limits.funding_exit_apr:
+            out.append((position, paying_apr))
+    return out

@@ -1,0 +1,151 @@
+"""Command line: ``sectorbot run | check-config | status | explain``.
+
+Exit status: 0 success, 1 runtime failure, 2 invalid configuration or refused start (nothing
+was started and nothing was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot import __version__
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import configure_logging, get_logger, register_secrets
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+LIVE_FLAG = "--i-understand-live-trading"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sectorbot", description=__doc__)
+    p.add_argument("--version", action="version", version=f"sectorbot {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", type=Path, default=None,
+                        help="TOML config file (default: the built-in paper-mode defaults)")
+        return sp
+
+    run = with_config(sub.add_parser("run", help="run the daemon"))
+    group = run.add_mutually_exclusive_group()
+    group.add_argument("--once", action="store_true", help="run one full cycle and exit")
+    group.add_argument("--cycles", type=int, metavar="N", help="run N cycles and exit")
+    run.add_argument("--log-format", choices=["json", "console"], default=None)
+    run.add_argument(LIVE_FLAG, dest="live_ok", action="store_true",
+                     help="required to start in live mode (real money)")
+    with_config(sub.add_parser("check-config", help="print the effective config, secrets masked"))
+    with_config(sub.add_parser("status", help="positions, balances and last decision"))
+    with_config(sub.add_parser("resume", help="clear a tripped kill switch"))
+    explain = with_config(sub.add_parser("explain", help="explain the last or a given decision"))
+    explain.add_argument("decision_id", nargs="?", help="decision id (prefix); default: last")
+    return p
+
+
+def _fail_config(lines: Sequence[str]) -> int:
+    for line in lines:
+        print(f"config error: {line}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        return _fail_config(exc.lines)
+    register_secrets(settings.secret_values())
+    if args.command == "check-config":
+        print(json.dumps(settings.public_dict(), indent=2, sort_keys=True))
+        return EXIT_OK
+    if args.command == "status":
+        return _status(settings)
+    if args.command == "explain":
+        return _explain(settings, args.decision_id)
+    if args.command == "resume":
+        return _resume(settings)
+    return _run(settings, args)
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.mode == "live" and not args.live_ok:
+        return _fail_config([f"mode: live trading refused without {LIVE_FLAG}"])
+    if args.cycles is not None and args.cycles < 1:
+        return _fail_config(["--cycles: must be at least 1"])
+    configure_logging(settings.log.level, args.log_format or settings.log.format)
+    log = get_logger()
+    from bot.service.daemon import Daemon, StartupError  # heavy imports only when running
+    from bot.sources.replay import ReplayDataError
+
+    try:
+        daemon = Daemon(settings, log)
+    except (StartupError, ReplayDataError) as exc:
+        return _fail_config([str(exc)])
+    if args.once or args.cycles:
+        daemon.run_cycles(1 if args.once else args.cycles)
+    else:
+        daemon.run_forever()
+    return EXIT_OK
+
+
+def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from bot.store.repo import StateStore
+
+    if not settings.state.path.exists():
+        print(f"no state yet at {settings.state.path}: run `sectorbot run` first",
+              file=sys.stderr)
+        return None
+    return StateStore(settings.state.path)
+
+
+def _status(settings: Settings) -> int:
+    store = _open_store(settings)
+    if store is None:
+        return EXIT_FAILURE
+    try:
+        from bot.service.status import render_status
+
+        print(render_status(store))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _resume(settings: Settings) -> int:
+    from bot.service.risk_watch import clear_kill_switch
+
+    store = _open_store(settings)
+    if store is None:
+        return EXIT_FAILURE
+    try:
+        tripped = clear_kill_switch(store)
+    finally:
+        store.close()
+    print(f"kill switch cleared ({tripped['reason']})" if tripped else "kill switch was armed")
+    return EXIT_OK
+
+
+def _explain(settings: Settings, decision_id: str | None) -> int:
+    from bot.domain.codec import decision_from_dict
+    from bot.domain.explain import render_decision
+
+    store = _open_store(settings)
+    if store is None:
+        return EXIT_FAILURE
+    try:
+        stored = store.decision(decision_id) if decision_id else store.last_decision()
+        if stored is None:
+            print(f"no decision {decision_id or ''} in {settings.state.path}".replace("  ", " "),
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        print(render_decision(decision_from_dict(stored.payload)))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""Configuration: one validated object, loaded once and passed down.
+
+Sources, strongest first: environment (``SECTORBOT__SECTION__KEY``), the secrets file, the TOML
+config file, built-in defaults. API keys are refused in the TOML file because that file is
+meant to be committed; they come from the environment or a separate secrets file.
+
+Every model forbids unknown keys so a typo fails loudly instead of silently running with a
+default; ``ConfigError`` carries one line per bad field naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.domain.models import Bucket, SectorSpec, TokenSpec, Universe
+from bot.domain.params import StrategyParams
+from bot.domain.risk_limits import HARD_MAX_LEVERAGE, RiskLimits
+
+Mode = Literal["paper", "testnet", "demo", "live"]
+ExchangeName = Literal["paper", "binance", "bybit", "okx"]
+
+SECRET_FIELDS = ("api_key", "api_secret", "password")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``lines`` holds one ``field: reason`` line per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExchangeSettings(_Section):
+    """Which venue to trade on. ``paper`` is the in-process simulated exchange."""
+
+    name: ExchangeName = "paper"
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    password: SecretStr | None = None
+    margin_mode: Literal["isolated", "cross"] = "isolated"
+
+
+class PaperSettings(_Section):
+    """The simulated exchange used in paper mode."""
+
+    starting_cash: float = Field(10_000.0, gt=0)
+    spot_fee_bps: float = Field(10.0, ge=0, le=100)
+    perp_fee_bps: float = Field(5.0, ge=0, le=100)
+    slippage_bps: float = Field(5.0, ge=0, le=500)
+
+
+class ReplaySettings(_Section):
+    """Replayed history: ``data_dir`` unset means the sample bundled with the package.
+
+    ``start`` unset means ``warmup_days`` after the data's first day, so the engine has the
+    history its 200-day regime filter and 90-day funding percentile need.
+    """
+
+    data_dir: Path | None = None
+    start: date | None = None
+    warmup_days: int = Field(240, ge=0, le=3650)
+    step_days: int = Field(1, ge=1, le=30)
+    tick_seconds: float = Field(1.0, gt=0, le=86_400)
+
+
+class SchedulerSettings(_Section):
+    """Job intervals for live/testnet modes (replay ticks use ``replay.tick_seconds``)."""
+
+    signal_refresh_seconds: float = Field(3_600.0, gt=0)
+    cycle_seconds: float = Field(86_400.0, gt=0)
+    risk_watch_seconds: float = Field(60.0, gt=0)
+    shutdown_timeout_seconds: float = Field(8.0, gt=0, le=60)
+
+
+class StateSettings(_Section):
+    path: Path = Path("state/sectorbot.sqlite3")
+
+
+class RiskSettings(_Section):
+    """Risk limits; ``max_leverage`` is refused above 5 whatever else is configured."""
+
+    max_leverage: float = Field(3.0, gt=0, le=HARD_MAX_LEVERAGE)
+    max_account_leverage: float = Field(1.5, gt=0, le=HARD_MAX_LEVERAGE)
+    stop_loss_pct: float = Field(8.0, gt=0, lt=100)
+    max_drawdown_pct: float = Field(25.0, gt=0, lt=100)
+    funding_exit_apr_pct: float = Field(30.0, gt=0)
+
+    def limits(self) -> RiskLimits:
+        return RiskLimits(
+            max_leverage=self.max_leverage,
+            max_account_leverage=self.max_account_leverage,
+            stop_loss_fraction=self.stop_loss_pct / 100,
+            max_drawdown_fraction=self.max_drawdown_pct / 100,
+            funding_exit_apr=self.funding_exit_apr_pct / 100,
+        )
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SECTORBOT__",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    mode: Mode = "paper"
+    universe_file: Path | None = None
+    exchange: ExchangeSettings = ExchangeSettings()
+    paper: PaperSettings = PaperSettings()
+    replay: ReplaySettings = ReplaySettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    state: StateSettings = StateSettings()
+    risk: RiskSettings = RiskSettings()
+    strategy: StrategyParams = StrategyParams()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the files (passed in as init values), as operators expect.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_leverage_cap(cls, data: Any) -> Any:
+        """``risk.max_leverage`` is the only cap: the engine's copy is derived from it."""
+        if not isinstance(data, dict):
+            return data
+        strategy = data.get("strategy")
+        strategy = dict(strategy) if isinstance(strategy, dict) else {}
+        if "max_leverage" in strategy:
+            raise ValueError("strategy.max_leverage: not settable; the engine uses "
+                             "risk.max_leverage")
+        risk_raw = data.get("risk")
+        risk: dict[str, Any] = risk_raw if isinstance(risk_raw, dict) else {}
+        cap = risk.get("max_leverage", RiskSettings.model_fields["max_leverage"].default)
+        try:
+            cap_value = float(cap)
+        except (TypeError, ValueError):
+            return data  # risk.max_leverage reports its own error
+        if 0 < cap_value <= HARD_MAX_LEVERAGE:
+            strategy["max_leverage"] = cap_value
+            data = {**data, "strategy": strategy}
+        return data
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        problems: list[str] = []
+        if self.mode == "paper" and self.exchange.name != "paper":
+            problems.append("exchange.name: paper mode trades on the simulated exchange only")
+        if self.mode != "paper" and self.exchange.name == "paper":
+            problems.append(f"exchange.name: mode {self.mode!r} needs a real venue")
+        if self.mode != "paper" and (self.exchange.api_key is None or self.exchange.api_secret
+                                     is None):
+            problems.append(f"exchange.api_key: mode {self.mode!r} needs api_key and api_secret")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def public_dict(self) -> dict[str, Any]:
+        """The effective config as JSON-able data with secrets masked (for check-config)."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        for key in SECRET_FIELDS:
+            if data["exchange"].get(key) is not None:
+                data["exchange"][key] = "**********"
+        return data
+
+    def secret_values(self) -> list[str]:
+        """Raw secret strings, so the log redactor can scrub them wherever they appear."""
+        out = []
+        for key in SECRET_FIELDS:
+            value = getattr(self.exchange, key)
+            if value is not None and value.get_secret_value():
+                out.append(value.get_secret_value())
+        return out
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError([f"{what}: file not found: {path}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{what}: {path} is not valid TOML: {exc}"]) from exc
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        value = err.get("input")
+        shown = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(
+            value, dict
+        ) else f" (got {value!r})"
+        if any(s in loc for s in SECRET_FIELDS):
+            shown = ""
+        lines.append(f"{loc}: {msg}{shown}")
+    return lines
+
+
+def load_settings(config_path: Path | None = None) -> Settings:
+    """Load, merge and validate; raise :class:`ConfigError` listing every bad field.
+
+    Without a path the built-in defaults apply (plus the environment): that is the embedded
+    default a fresh install runs on. Relative paths inside a file are relative to that file.
+    """
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        data = _read_toml(config_path, "config")
+        problems = [
+            f"exchange.{key}: secrets are refused in the config file; set "
+            f"SECTORBOT__EXCHANGE__{key.upper()} or put it in a secrets_file"
+            for key in SECRET_FIELDS
+            if isinstance(data.get("exchange"), dict) and key in data["exchange"]
+        ]
+        if problems:
+            raise ConfigError(problems)
+        base = config_path.parent
+        secrets_path = data.pop("secrets_file", None)
+        if isinstance(secrets_path, str):
+            data = _deep_merge(data, _read_toml(base / secrets_path, "secrets_file"))
+        for section, key in (("replay", "data_dir"), ("state", "path")):
+            body = data.get(section)
+            if isinstance(body, dict) and isinstance(body.get(key), str):
+                body[key] = str(base / body[key])
+        if isinstance(data.get("universe_file"), str):
+            data["universe_file"] = str(base / data["universe_file"])
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+
+
+def bundled_universe_file() -> Path:
+    """The universe shipped inside the package (a copy of ``config/sectors.toml``)."""
+    return Path(str(resources.files("bot.defaults").joinpath("sectors.toml")))
+
+
+def load_universe(path: Path | None) -> Universe:
+    """Parse ``sectors.toml`` (or the bundled copy) into the domain's :class:`Universe`."""
+    data = _read_toml(path or bundled_universe_file(), "universe_file")
+    problems: list[str] = []
+    token_opts: dict[str, Any] = data.get("tokens", {})
+    known_keys = {"listed", "spot", "perp", "former_symbols"}
+
+    def spec(symbol: str, sector: str) -> TokenSpec:
+        opts = token_opts.get(symbol, {})
+        for bad in sorted(set(opts) - known_keys):
+            problems.append(f"tokens.{symbol}.{bad}: unknown key")
+        listed = opts.get("listed")
+        if listed is not None and not isinstance(listed, date):
+            problems.append(f"tokens.{symbol}.listed: expected a date like 2020-08-11")
+            listed = None
+        return TokenSpec(
+            symbol=symbol,
+            sector=sector,
+            listed=listed,
+            spot=bool(opts.get("spot", True)),
+            perp=bool(opts.get("perp", True)),
+            former_symbols=tuple(opts.get("former_symbols", ())),
+        )
+
+    core_tokens = data.get("core", {}).get("tokens", [])
+    if not core_tokens:
+        problems.append("core.tokens: at least one core token is required")
+    core = tuple(spec(t, "CORE") for t in core_tokens)
+    sectors = []
+    seen: set[str] = set(core_tokens)
+    for name, body in data.get("sectors", {}).items():
+        try:
+            bucket = Bucket(body.get("bucket", "rotational"))
+        except ValueError:
+            problems.append(f"sectors.{name}.bucket: must be rotational or speculative")
+            continue
+        if bucket is Bucket.CORE:
+            problems.append(f"sectors.{name}.bucket: core tokens belong in [core]")
+        tokens = []
+        for sym in body.get("tokens", []):
+            if sym in seen:
+                problems.append(f"sectors.{name}.tokens: {sym} is listed twice in the universe")
+            seen.add(sym)
+            tokens.append(spec(sym, name))
+        sectors.append(
+            SectorSpec(name=name, bucket=bucket, tokens=tuple(tokens),
+                       cycle_stage=body.get("cycle_stage"))
+        )
+    for sym in sorted(set(token_opts) - seen):
+        problems.append(f"tokens.{sym}: not in any sector or core")
+    if problems:
+        raise ConfigError(problems)
+    return Universe(core=core, sectors=tuple(sectors))

@@ -1,0 +1,153 @@
+"""A point-in-time, per-day view of a snapshot, built once per decision.
+
+Every series is cut at ``as_of`` (nothing a live bot could not have known), reduced to one
+value per UTC day (the last point of the day) and indexed for lookups by day. Missing days
+stay missing: lookups take a tolerance and return ``None`` rather than inventing a value.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from bot.domain.models import MarketSnapshot, Series, TokenSpec
+from bot.domain.params import StrategyParams
+
+
+@dataclass(frozen=True, slots=True)
+class DailyValues:
+    """One finite value per day, sorted by day, plus when the newest point was stamped."""
+
+    days: tuple[date, ...]
+    values: tuple[float, ...]
+    last_time: datetime | None
+
+    @classmethod
+    def from_series(cls, series: Series, as_of: datetime) -> DailyValues:
+        per_day: dict[date, float] = {}
+        last_time: datetime | None = None
+        for when, value in series.points:
+            if when > as_of:
+                break
+            if isinstance(value, int | float) and math.isfinite(value):
+                per_day[when.date()] = float(value)
+                last_time = when
+        days = tuple(sorted(per_day))
+        return cls(days, tuple(per_day[d] for d in days), last_time)
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    @property
+    def last_day(self) -> date | None:
+        return self.days[-1] if self.days else None
+
+    def on_or_before(self, day: date, tolerance_days: int) -> float | None:
+        """The value of ``day``, or of the latest day before it within the tolerance."""
+        idx = bisect.bisect_right(self.days, day)
+        if not idx or (day - self.days[idx - 1]).days > tolerance_days:
+            return None
+        return self.values[idx - 1]
+
+    def window(self, after: date, until: date) -> list[float]:
+        """Values of the days in ``(after, until]``."""
+        lo = bisect.bisect_right(self.days, after)
+        hi = bisect.bisect_right(self.days, until)
+        return list(self.values[lo:hi])
+
+    def count_since(self, first: date) -> int:
+        return len(self.days) - bisect.bisect_left(self.days, first)
+
+    def tail(self, n: int, until: date) -> list[float]:
+        """The last ``n`` values on or before ``until`` (fewer when history is short)."""
+        hi = bisect.bisect_right(self.days, until)
+        return list(self.values[max(0, hi - n):hi])
+
+
+@dataclass(frozen=True, slots=True)
+class MarketView:
+    """The snapshot as daily series, plus the reference day every window is measured from.
+
+    ``anchor`` is the newest day with any close: windows are aligned on it across sectors,
+    so every sector's momentum covers the same calendar days.
+    """
+
+    as_of: datetime
+    anchor: date
+    closes: Mapping[str, DailyValues]
+    volumes: Mapping[str, DailyValues]
+    metrics: Mapping[str, Mapping[str, DailyValues]]
+    funding: Mapping[str, tuple[tuple[datetime, float], ...]]
+    stale: frozenset[str]
+
+    @classmethod
+    def build(cls, snapshot: MarketSnapshot) -> MarketView:
+        as_of = snapshot.as_of
+        closes = {t: DailyValues.from_series(s, as_of) for t, s in sorted(snapshot.closes.items())}
+        volumes = {t: DailyValues.from_series(s, as_of)
+                   for t, s in sorted(snapshot.quote_volumes.items())}
+        metrics = {sector: {m: DailyValues.from_series(s, as_of) for m, s in sorted(per.items())}
+                   for sector, per in sorted(snapshot.sector_metrics.items())}
+        funding = {t: tuple((w, float(v)) for w, v in s.points
+                            if w <= as_of and math.isfinite(v))
+                   for t, s in sorted(snapshot.funding.items())}
+        last_days = [d.last_day for d in closes.values() if d.last_day is not None]
+        anchor = max(last_days) if last_days else as_of.date()
+        return cls(as_of, anchor, closes, volumes, metrics, funding, snapshot.stale)
+
+    @property
+    def prices_stale(self) -> bool:
+        return "prices" in self.stale
+
+    def price_on(self, token: str, day: date, tolerance_days: int) -> float | None:
+        """A positive close for ``token`` on ``day`` (within the tolerance), else None."""
+        series = self.closes.get(token)
+        value = series.on_or_before(day, tolerance_days) if series else None
+        return value if value is not None and value > 0 else None
+
+    def log_return(self, token: str, start: date, end: date, tolerance_days: int) -> float | None:
+        first = self.price_on(token, start, tolerance_days)
+        last = self.price_on(token, end, tolerance_days)
+        if first is None or last is None:
+            return None
+        return math.log(last / first)
+
+    def liquidity(self, token: str, window_days: int) -> float:
+        """Average daily quote volume over the window ending at the anchor (0 if unknown)."""
+        series = self.volumes.get(token)
+        if series is None:
+            return 0.0
+        values = [v for v in series.window(self.anchor - timedelta(days=window_days),
+                                           self.anchor) if v >= 0]
+        return sum(values) / len(values) if values else 0.0
+
+    def token_unready_reason(self, token: TokenSpec, params: StrategyParams) -> str | None:
+        """Why a token does not count at ``as_of`` (None when it does).
+
+        Point in time: a token counts only from its listing date and only once it has
+        ``min_history_days`` closes since then, with a recent close. A token that stopped
+        trading (delisted) falls out by the age rule, so no hindsight enters the universe.
+        """
+        today = self.as_of.date()
+        if not token.is_listed(today):
+            return f"not listed until {token.listed}"
+        if f"prices:{token.symbol}" in self.stale:
+            return "prices stale"
+        series = self.closes.get(token.symbol)
+        if series is None or not series.days:
+            return "no price history"
+        first = token.listed or series.days[0]
+        count = series.count_since(first)
+        if count < params.min_history_days:
+            return f"{count} closes < {params.min_history_days}"
+        assert series.last_time is not None
+        age = self.as_of - series.last_time
+        if age > timedelta(days=params.max_price_age_days):
+            return f"last close {age.days} days old"
+        return None
+
+    def metric_series(self, sector: str, metric: str) -> DailyValues | None:
+        return self.metrics.get(sector, {}).get(metric)

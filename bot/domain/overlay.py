@@ -1,0 +1,180 @@
+"""The perpetual overlay: a small hedge on the sector being left, a small long on the new one.
+
+The overlay is a *desired state*: the planner closes any perp position the decision does not
+list. Legs exist only while a rotation is active (started, exit not yet confirmed, not
+failed or flipped). Each leg is sized as a share of equity, asks for at most
+``max_leverage`` (itself never above 5) and carries a stop distance.
+
+- Hedge: short the most liquid perp-listed tokens of the sector being left (held shorts
+  first, so a running hedge is not churned), in total ``hedge_equity_fraction`` of equity
+  but never more than the spot still held there, so the overlay hedges and never turns into
+  a naked short.
+- Long: the incoming sector's best tokens by momentum that have both spot and perp markets
+  (perp-only tokens are hedge legs only). None in a bear or unknown regime; none on a token
+  whose funding is crowded (a "funding flush" exit when it already runs); no new ones while
+  funding data is stale, though running ones are kept.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bot.domain.models import (
+    OverlayLeg,
+    Portfolio,
+    PositionSide,
+    Regime,
+    RotationState,
+    TokenSpec,
+    Universe,
+)
+from bot.domain.params import StrategyParams
+from bot.domain.signals import SignalReport
+
+
+def _held_side(portfolio: Portfolio, token: str) -> PositionSide | None:
+    position = portfolio.perps.get(token)
+    if position is None or position.amount == 0:
+        return None
+    return position.side
+
+
+def plan_overlay(state: RotationState, universe: Universe, report: SignalReport,
+                 regime: Regime, portfolio: Portfolio, params: StrategyParams,
+                 ) -> tuple[tuple[OverlayLeg, ...], tuple[str, ...]]:
+    """Hedge and long legs for an active rotation, with a reason for each choice."""
+    equity = portfolio.equity()
+    if equity <= 0:
+        return (), ("overlay: no equity",)
+    reasons: list[str] = []
+    legs = _hedge_legs(state, universe, report, portfolio, equity, params, reasons)
+    legs += _long_legs(state, universe, report, regime, portfolio, params, reasons)
+    legs.sort(key=lambda leg: (leg.side.value, leg.token))
+    return tuple(legs), tuple(reasons)
+
+
+def _hedge_legs(state: RotationState, universe: Universe, report: SignalReport,
+                portfolio: Portfolio, equity: Decimal, params: StrategyParams,
+                reasons: list[str]) -> list[OverlayLeg]:
+    leaving = universe.sector(state.from_sector)
+    exposure = float(sum((portfolio.spot_value(t.symbol) for t in leaving.tokens),
+                         Decimal(0)) / equity)
+    if exposure <= 0:
+        reasons.append(f"no hedge: nothing held in {leaving.name}")
+        return []
+    candidates = [(i, t) for i, t in enumerate(leaving.tokens)
+                  if t.perp and report.is_ready(t.symbol)]
+    candidates.sort(key=lambda item: (
+        _held_side(portfolio, item[1].symbol) is not PositionSide.SHORT,
+        -report.liquidity.get(item[1].symbol, 0.0), item[0]))
+    chosen = [t for _, t in candidates[:params.hedge_tokens]]
+    if not chosen:
+        reasons.append(f"no hedge: no eligible perp in {leaving.name}")
+        return []
+    total = min(params.hedge_equity_fraction, exposure)
+    each = total / params.hedge_tokens
+    leverage = min(params.hedge_leverage, params.max_leverage)
+    reasons.append(f"hedge {leaving.name}: short {', '.join(t.symbol for t in chosen)} "
+                   f"{each * len(chosen):.1%} of equity at {leverage:g}x while rotating to "
+                   f"{state.to_sector}")
+    return [OverlayLeg(t.symbol, PositionSide.SHORT, each, leverage, params.hedge_stop_distance,
+                       f"hedge {leaving.name} while rotating to {state.to_sector}")
+            for t in chosen]
+
+
+def _long_legs(state: RotationState, universe: Universe, report: SignalReport, regime: Regime,
+               portfolio: Portfolio, params: StrategyParams,
+               reasons: list[str]) -> list[OverlayLeg]:
+    incoming = universe.sector(state.to_sector)
+    if regime is not Regime.BULL:
+        reasons.append(f"no leveraged long on {incoming.name}: regime {regime.value}")
+        return []
+    funding_stale = "funding" in report.stale
+    candidates: list[tuple[int, TokenSpec]] = []
+    for i, token in enumerate(incoming.tokens):
+        if not (token.spot and token.perp and report.is_ready(token.symbol)):
+            continue
+        reading = report.funding.get(token.symbol)
+        if reading is not None and reading.crowded:
+            reasons.append(f"no long on {token.symbol}: funding {reading.apr:.0%} APR > "
+                           f"{reading.threshold:.0%} (crowded)")
+            continue
+        if funding_stale and _held_side(portfolio, token.symbol) is not PositionSide.LONG:
+            continue
+        candidates.append((i, token))
+
+    def momentum(token: str) -> float:
+        value = report.token_momentum.get(token)
+        return value if value is not None else float("-inf")
+
+    candidates.sort(key=lambda item: (
+        _held_side(portfolio, item[1].symbol) is not PositionSide.LONG,
+        -momentum(item[1].symbol), -report.liquidity.get(item[1].symbol, 0.0), item[0]))
+    chosen = [t for _, t in candidates[:params.long_tokens]]
+    if funding_stale:
+        reasons.append("funding stale: no new leveraged longs (running ones kept)")
+    if not chosen:
+        reasons.append(f"no leveraged long on {incoming.name}: no eligible token")
+        return []
+    each = params.long_equity_fraction / params.long_tokens
+    leverage = min(params.long_leverage, params.max_leverage)
+    reasons.append(f"amplify {incoming.name}: long {', '.join(t.symbol for t in chosen)} "
+                   f"{each * len(chosen):.1%} of equity at {leverage:g}x")
+    return [OverlayLeg(t.symbol, PositionSide.LONG, each, leverage, params.long_stop_distance,
+                       f"amplify rotation into {incoming.name}")
+            for t in chosen]
+
+
+def mirror_positions(portfolio: Portfolio, params: StrategyParams) -> tuple[OverlayLeg, ...]:
+    """The perp positions held now, as legs: what a hold keeps (never adds risk).
+
+    Leverage is reported no higher than ``max_leverage`` (asking for less leverage only
+    posts more margin); a missing or odd stop becomes the configured stop distance.
+    """
+    equity = portfolio.equity()
+    if equity <= 0:
+        return ()
+    legs = []
+    for token, position in sorted(portfolio.perps.items()):
+        if position.amount == 0 or position.mark_price <= 0:
+            continue
+        side = position.side
+        default_stop = (params.long_stop_distance if side is PositionSide.LONG
+                        else params.hedge_stop_distance)
+        stop = default_stop
+        if position.stop_price is not None and position.entry_price > 0:
+            distance = float(abs(position.stop_price - position.entry_price)
+                             / position.entry_price)
+            if 0 < distance < 1:
+                stop = distance
+        leverage = float(position.leverage)
+        leverage = params.max_leverage if leverage <= 0 else min(leverage, params.max_leverage)
+        legs.append(OverlayLeg(token, side, float(position.notional / equity), leverage, stop,
+                               "hold existing position"))
+    return tuple(legs)
+
+
+def overlay_matches(legs: tuple[OverlayLeg, ...], portfolio: Portfolio,
+                    params: StrategyParams) -> bool:
+    """True when the held perps already are the wanted legs (same tokens and sides, sizes
+    within ``overlay_drift_ratio``): then the overlay needs no order."""
+    equity = portfolio.equity()
+    held = {t: p for t, p in portfolio.perps.items() if p.amount != 0}
+    if {leg.token for leg in legs} != set(held):
+        return False
+    if equity <= 0:
+        return not legs
+    for leg in legs:
+        position = held[leg.token]
+        if position.side is not leg.side:
+            return False
+        size = float(position.notional / equity)
+        if abs(size - leg.equity_fraction) > params.overlay_drift_ratio * leg.equity_fraction:
+            return False
+    return True
+
+
+def cash_reserve_for(legs: tuple[OverlayLeg, ...], params: StrategyParams) -> float:
+    """Equity share kept in USDT: the overlay's margin plus the buffer."""
+    margin = sum(leg.equity_fraction / leg.leverage for leg in legs if leg.leverage > 0)
+    return min(1.0, margin * (1 + params.margin_buffer))

@@ -1,0 +1,134 @@
+"""One trading cycle: signals -> decision -> risk -> plan -> orders -> state.
+
+The cycle owns no policy: the engine decides, the risk rules clip, the planner sizes. This
+module only moves data between them and the adapters, and says what happened in the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from bot.domain.codec import rotation_state_from_dict, rotation_state_to_dict
+from bot.domain.engine import decide
+from bot.domain.models import QUOTE, Decision, MarketKind, MarketSnapshot, Portfolio, Universe
+from bot.domain.params import StrategyParams
+from bot.domain.planner import plan_orders
+from bot.domain.risk import check_overlay
+from bot.domain.risk_limits import RiskLimits
+from bot.exchange.port import ExchangePort
+from bot.service.executor import ExecutionReport, Executor
+from bot.service.risk_watch import RiskWatch
+from bot.store.repo import StateStore
+
+ROTATION_KEY = "engine.rotation"
+
+
+class SignalSource(Protocol):
+    """Where a cycle's snapshot comes from (replayed files now, live HTTP providers later)."""
+
+    def snapshot(self, as_of: datetime) -> MarketSnapshot:
+        ...
+
+
+def read_portfolio(exchange: ExchangePort, tokens: list[str]) -> Portfolio:
+    """The venue's view of our holdings: the only source of truth for positions."""
+    balances = exchange.fetch_balances()
+    prices = exchange.fetch_prices(tokens, MarketKind.SPOT)
+    perps = {p.token: p for p in exchange.fetch_positions()}
+    for token, p in perps.items():
+        prices.setdefault(token, p.mark_price)
+    spot = {a: amt for a, amt in balances.total.items() if a != QUOTE and amt > 0}
+    return Portfolio(cash=balances.total.get(QUOTE, Decimal(0)), spot=spot, perps=perps,
+                     prices=prices, free_cash=balances.free.get(QUOTE, Decimal(0)))
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    decision: Decision
+    report: ExecutionReport
+    equity: Decimal
+
+
+class TradingCycle:
+    def __init__(self, *, universe: Universe, params: StrategyParams, limits: RiskLimits,
+                 exchange: ExchangePort, store: StateStore, signals: SignalSource,
+                 log: Any, margin_mode: str = "isolated") -> None:
+        self.universe = universe
+        self.params = params
+        self.limits = limits
+        self.exchange = exchange
+        self.store = store
+        self.signals = signals
+        self.log = log
+        self.executor = Executor(exchange, store, log, margin_mode)
+        self.risk = RiskWatch(exchange, store, self.executor, limits, log)
+        self._snapshot: MarketSnapshot | None = None
+
+    # -- signals ---------------------------------------------------------------------------
+    def refresh_signals(self, as_of: datetime) -> MarketSnapshot:
+        """Pull a snapshot; idempotent for the same ``as_of`` (the signal job and the cycle
+        both call it, the second call reuses the first's work)."""
+        if self._snapshot is not None and self._snapshot.as_of == as_of:
+            return self._snapshot
+        snap = self.signals.snapshot(as_of)
+        metrics = sorted({m for per in snap.sector_metrics.values() for m in per})
+        self.log.info("signals.refreshed", as_of=as_of.isoformat(), tokens=len(snap.closes),
+                      sectors=len(snap.sector_metrics), metrics=metrics,
+                      funding=len(snap.funding), stale=len(snap.stale))
+        for key in sorted(snap.stale):
+            self.log.warning("signal.stale", signal=key, as_of=as_of.isoformat())
+        self._snapshot = snap
+        return snap
+
+    # -- portfolio -------------------------------------------------------------------------
+    def read_portfolio(self) -> Portfolio:
+        return read_portfolio(self.exchange, [t.symbol for t in self.universe.all_tokens()])
+
+    # -- the cycle -------------------------------------------------------------------------
+    def run(self, as_of: datetime) -> CycleOutcome:
+        self.log.info("cycle.started", as_of=as_of.isoformat())
+        snapshot = self.refresh_signals(as_of)
+        portfolio = self.read_portfolio()
+        prior_raw = self.store.get(ROTATION_KEY)
+        prior = rotation_state_from_dict(prior_raw) if prior_raw else None
+        decision = decide(snapshot, portfolio, self.universe, self.params, prior)
+        self.store.save_decision(decision)
+        self.store.put(ROTATION_KEY, rotation_state_to_dict(decision.rotation)
+                       if decision.rotation else None)
+        self.log.info("decision.made", decision_id=decision.decision_id,
+                      action=decision.action, regime=decision.regime.value,
+                      confidence=round(decision.confidence, 4),
+                      rotation=None if decision.rotation is None else
+                      f"{decision.rotation.from_sector}->{decision.rotation.to_sector}",
+                      spot_weights={k: round(v, 4) for k, v in decision.spot_weights.items()},
+                      overlay=[f"{leg.side.value} {leg.token} {leg.leverage}x "
+                               f"{leg.equity_fraction:.3f}" for leg in decision.overlay],
+                      reasons=list(decision.reasons))
+        report = ExecutionReport()
+        if decision.trades:
+            overlay, blocks = check_overlay(decision.overlay, self.limits, decision.regime,
+                                            self.risk.killed,
+                                            frozenset(self.risk.funding_blocked()))
+            for block in blocks:
+                self.log.warning("risk.blocked", rule=block.rule, token=block.token,
+                                 detail=block.detail, decision_id=decision.decision_id)
+            markets = self.exchange.load_markets()
+            plan = plan_orders(decision, portfolio, markets, overlay)
+            report = self.executor.execute(plan, decision.decision_id,
+                                           self.limits.stop_loss_fraction)
+        portfolio = self.read_portfolio()
+        self.store.record_portfolio(portfolio, as_of)
+        equity = portfolio.equity()
+        self.log.info("cycle.completed", as_of=as_of.isoformat(),
+                      decision_id=decision.decision_id, action=decision.action,
+                      orders_sent=report.sent, orders_filled=report.filled,
+                      orders_rejected=report.rejected, stops_placed=report.stops_placed,
+                      equity=str(equity.quantize(Decimal("0.01"))))
+        return CycleOutcome(decision, report, equity)
+
+    def risk_watch(self, salt: str, consecutive_failures: int = 0) -> None:
+        """Kill switch, funding exits and the stop watchdog (see :mod:`risk_watch`)."""
+        self.risk.run(self.read_portfolio(), salt, consecutive_failures)

@@ -1,0 +1,165 @@
+"""Send planned orders through the exchange port with a write-ahead journal.
+
+The journal entry is committed before the request leaves; the venue's answer is committed
+after. A client id already in the journal is never sent again blindly: the venue is asked
+about it first. That one rule is what keeps a retry or a restart from doubling an order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from bot.domain.models import (
+    MarketKind,
+    OrderIntent,
+    OrderResult,
+    OrderStatus,
+    OrderType,
+    PerpPosition,
+    PositionSide,
+    Side,
+)
+from bot.domain.planner import Plan
+from bot.domain.risk import stop_price_for
+from bot.exchange.port import ExchangeError, ExchangePort, OrderRejected, OutcomeUnknown
+from bot.store.repo import StateStore
+
+
+@dataclass
+class ExecutionReport:
+    sent: int = 0
+    filled: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    stops_placed: int = 0
+    touched_perps: set[str] = field(default_factory=set)
+
+
+def stop_client_id(position: PerpPosition, trigger: Decimal, salt: str) -> str:
+    """A stable id for the stop protecting this exact position, so re-placement is idempotent."""
+    digest = hashlib.sha256(
+        f"{salt}|{position.token}|{position.amount}|{trigger}".encode()
+    ).hexdigest()[:16]
+    return f"sb-st-{digest}"
+
+
+class Executor:
+    """Places a plan's orders, then protects every perp the plan touched with a fresh stop."""
+
+    def __init__(self, exchange: ExchangePort, store: StateStore, log: Any,
+                 margin_mode: str = "isolated") -> None:
+        self.exchange = exchange
+        self.store = store
+        self.log = log
+        self.margin_mode = margin_mode
+
+    def execute(self, plan: Plan, decision_id: str, default_stop: float) -> ExecutionReport:
+        report = ExecutionReport()
+        for skip in plan.skipped:
+            self.log.info("order.skipped", token=skip.token, market=skip.market.value,
+                          reason=skip.reason, decision_id=decision_id)
+        for intent in plan.intents:
+            result = self.submit(intent, decision_id, report)
+            if intent.market is MarketKind.PERP and result is not None:
+                report.touched_perps.add(intent.token)
+        if report.touched_perps:
+            self.protect(report.touched_perps, plan.stop_distance, default_stop, decision_id,
+                         report)
+        return report
+
+    def submit(self, intent: OrderIntent, decision_id: str | None,
+               report: ExecutionReport) -> OrderResult | None:
+        """Journal, send, journal. Returns the venue's answer, or None if rejected/unknown."""
+        if not self.store.journal_intent(intent, decision_id):
+            known = self._lookup(intent)
+            if known is not None:
+                self.log.info("order.recovered", client_id=intent.client_id,
+                              status=known.status.value)
+                self.store.journal_result(known)
+                return known
+            # Journalled but unknown to the venue: the crash came before the send.
+        if intent.market is MarketKind.PERP and intent.leverage is not None:
+            try:
+                self.exchange.set_margin_mode(intent.token, self.margin_mode)
+                self.exchange.set_leverage(intent.token, intent.leverage)
+            except ExchangeError as exc:
+                self.store.journal_failure(intent.client_id, OrderStatus.REJECTED, str(exc))
+                self.log.warning("order.rejected", client_id=intent.client_id,
+                                 token=intent.token, reason=f"leverage: {exc}")
+                report.rejected += 1
+                return None
+        self.log.info("order.submitted", client_id=intent.client_id, token=intent.token,
+                      market=intent.market.value, side=intent.side.value,
+                      type=intent.order_type.value, amount=str(intent.amount),
+                      trigger_price=None if intent.trigger_price is None else
+                      str(intent.trigger_price), reduce_only=intent.reduce_only,
+                      reason=intent.reason)
+        report.sent += 1
+        try:
+            result = self.exchange.place_order(intent)
+        except OrderRejected as exc:
+            self.store.journal_failure(intent.client_id, OrderStatus.REJECTED, str(exc))
+            self.log.warning("order.rejected", client_id=intent.client_id, token=intent.token,
+                             reason=str(exc))
+            report.rejected += 1
+            return None
+        except OutcomeUnknown as exc:
+            found = self._lookup(intent)
+            if found is None:
+                self.store.journal_failure(intent.client_id, OrderStatus.UNKNOWN, str(exc))
+                self.log.warning("order.unknown", client_id=intent.client_id, reason=str(exc))
+                report.unknown += 1
+                return None
+            result = found
+        self.store.journal_result(result)
+        if result.status is OrderStatus.FILLED:
+            report.filled += 1
+            self.log.info("order.filled", client_id=result.client_id, token=result.token,
+                          market=result.market.value, side=result.side.value,
+                          amount=str(result.filled), price=str(result.average_price),
+                          fee=str(result.fee))
+        return result
+
+    def _lookup(self, intent: OrderIntent) -> OrderResult | None:
+        return self.exchange.fetch_order_by_client_id(
+            intent.client_id, intent.token, intent.market,
+            trigger=intent.order_type is OrderType.STOP_MARKET)
+
+    def protect(self, tokens: set[str], distances: dict[str, float] | Any, default_stop: float,
+                salt: str, report: ExecutionReport) -> None:
+        """Replace the stops of ``tokens`` with one sized to the position as it now stands."""
+        positions = {p.token: p for p in self.exchange.fetch_positions()}
+        stops = [o for o in self.exchange.fetch_open_orders(trigger=True) if o.token in tokens]
+        for order in stops:
+            self.exchange.cancel_order(order)
+            self.store.journal_result(_as_canceled(order))
+        for token in sorted(tokens):
+            position = positions.get(token)
+            if position is None or position.amount == 0:
+                continue
+            self.place_stop(position, float(distances.get(token, default_stop)), salt, report)
+
+    def place_stop(self, position: PerpPosition, distance: float, salt: str,
+                   report: ExecutionReport) -> OrderResult | None:
+        trigger = stop_price_for(position, distance)
+        side = Side.SELL if position.side is PositionSide.LONG else Side.BUY
+        intent = OrderIntent(
+            client_id=stop_client_id(position, trigger, salt), token=position.token,
+            market=MarketKind.PERP, side=side, amount=abs(position.amount),
+            order_type=OrderType.STOP_MARKET, trigger_price=trigger, reduce_only=True,
+            reason=f"stop-loss {distance:.1%} from entry {position.entry_price}",
+        )
+        result = self.submit(intent, salt, report)
+        if result is not None:
+            report.stops_placed += 1
+            self.log.info("stoploss.placed", token=position.token, client_id=intent.client_id,
+                          trigger_price=str(trigger), amount=str(intent.amount),
+                          side=position.side.value)
+        return result
+
+
+def _as_canceled(order: OrderResult) -> OrderResult:
+    return replace(order, status=OrderStatus.CANCELED)

@@ -1,0 +1,123 @@
+"""The risk watch: runs more often than the rotation cycle and defends open positions.
+
+In order: the kill switch (drawdown from the high-water mark, or repeated job failures),
+funding exits with hysteresis, then the stop watchdog (any leveraged position without a live
+stop gets one). Decisions are the pure rules of :mod:`bot.domain.risk`; this module only reads
+the venue, acts through the executor and remembers state in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Any
+
+from bot.domain.models import MarketKind, OrderIntent, PerpPosition, Portfolio, Side
+from bot.domain.risk import excessive_funding, kill_switch_reason, positions_missing_stops
+from bot.domain.risk_limits import RiskLimits
+from bot.exchange.port import ExchangeError, ExchangePort
+from bot.service.executor import ExecutionReport, Executor
+from bot.store.repo import StateStore
+
+KILLSWITCH_KEY = "risk.killswitch"
+HIGH_WATER_KEY = "risk.high_water"
+FUNDING_BLOCK_KEY = "risk.funding_blocked"
+MAX_CONSECUTIVE_FAILURES = 5
+FUNDING_REARM_RATIO = 0.5
+"""Hysteresis: a token closed for excessive funding may be re-entered only once its funding
+is back below this share of the exit threshold."""
+
+
+def close_intent(position: PerpPosition, salt: str, why: str) -> OrderIntent:
+    """A reduce-only market order closing ``position``; its id is stable for the same salt."""
+    digest = hashlib.sha256(f"{salt}|{position.token}|{position.amount}".encode()).hexdigest()
+    side = Side.SELL if position.amount > 0 else Side.BUY
+    return OrderIntent(f"sb-rk-{digest[:16]}", position.token, MarketKind.PERP, side,
+                       abs(position.amount), reduce_only=True, reason=why)
+
+
+class RiskWatch:
+    def __init__(self, exchange: ExchangePort, store: StateStore, executor: Executor,
+                 limits: RiskLimits, log: Any) -> None:
+        self.exchange = exchange
+        self.store = store
+        self.executor = executor
+        self.limits = limits
+        self.log = log
+
+    @property
+    def killed(self) -> bool:
+        return bool(self.store.get(KILLSWITCH_KEY))
+
+    def funding_blocked(self) -> set[str]:
+        return set(self.store.get(FUNDING_BLOCK_KEY) or [])
+
+    def run(self, portfolio: Portfolio, salt: str, consecutive_failures: int = 0) -> None:
+        report = ExecutionReport()
+        equity = portfolio.equity()
+        high_water = max(Decimal(self.store.get(HIGH_WATER_KEY) or 0), equity)
+        self.store.put(HIGH_WATER_KEY, str(high_water))
+        if not self.killed:
+            reason = kill_switch_reason(equity, high_water, consecutive_failures, self.limits,
+                                        MAX_CONSECUTIVE_FAILURES)
+            if reason is not None:
+                self.trip(portfolio, reason, salt, report)
+                return
+        self._funding_exits(portfolio, salt, report)
+        for position in positions_missing_stops(dict(self._live_perps())):
+            self.log.warning("stoploss.missing", token=position.token,
+                             amount=str(position.amount))
+            self.executor.place_stop(position, self.limits.stop_loss_fraction, salt, report)
+
+    def trip(self, portfolio: Portfolio, reason: str, salt: str,
+             report: ExecutionReport) -> None:
+        """Close every leveraged position, cancel every open order, refuse new risk."""
+        self.store.put(KILLSWITCH_KEY, {"reason": reason})
+        for position in portfolio.perps.values():
+            self.executor.submit(close_intent(position, salt, f"kill switch: {reason}"), None,
+                                 report)
+        for trigger in (True, False):
+            for order in self.exchange.fetch_open_orders(trigger=trigger):
+                try:
+                    self.exchange.cancel_order(order)
+                except ExchangeError as exc:
+                    self.log.warning("order.cancel_failed", client_id=order.client_id,
+                                     reason=str(exc))
+        self.log.error("killswitch.tripped", reason=reason,
+                       equity=str(portfolio.equity().quantize(Decimal("0.01"))),
+                       closed=len(portfolio.perps))
+
+    def _funding_exits(self, portfolio: Portfolio, salt: str, report: ExecutionReport) -> None:
+        if not portfolio.perps and not self.funding_blocked():
+            return
+        tokens = set(portfolio.perps) | self.funding_blocked()
+        rates = self.exchange.fetch_funding_rates(sorted(tokens))
+        blocked = self.funding_blocked()
+        for position, apr in excessive_funding(dict(portfolio.perps), rates, self.limits):
+            self.log.warning("funding.exit", token=position.token, side=position.side.value,
+                             apr=round(apr, 4), threshold=self.limits.funding_exit_apr)
+            self.executor.submit(close_intent(position, salt, f"funding {apr:.1%} APR"), None,
+                                 report)
+            blocked.add(position.token)
+        rearm = self.limits.funding_exit_apr * FUNDING_REARM_RATIO
+        for token in sorted(blocked):
+            rate = rates.get(token)
+            if rate is not None and abs(rate.annualised) < rearm:
+                blocked.discard(token)
+                self.log.info("funding.normalised", token=token, apr=round(rate.annualised, 4))
+        self.store.put(FUNDING_BLOCK_KEY, sorted(blocked))
+
+    def _live_perps(self) -> dict[str, PerpPosition]:
+        return {p.token: p for p in self.exchange.fetch_positions() if p.amount != 0}
+
+
+def clear_kill_switch(store: StateStore) -> Any:
+    """Re-arm after a trip (``sectorbot resume``); returns what was tripped, if anything.
+
+    The high-water mark restarts from the next equity reading, otherwise the same drawdown
+    would trip the switch again at once.
+    """
+    tripped = store.get(KILLSWITCH_KEY)
+    store.put(KILLSWITCH_KEY, None)
+    store.put(HIGH_WATER_KEY, None)
+    return tripped

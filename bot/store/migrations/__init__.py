@@ -1,0 +1,1 @@
+"""Alembic environment for the state store (run by ``bot.store.migrate``, no alembic.ini)."""

@@ -1,0 +1,290 @@
+"""The state store: a SQLite file (WAL) or a PostgreSQL database behind a few methods.
+
+The daemon is crash-only: everything it needs to resume (replay cursor, rotation memory, paper
+account, the order journal) is committed here before the step that depends on it. Opening the
+store migrates the schema in place first (see ``bot.store.migrate``), so a new build can start
+on an old file without losing a row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.domain.codec import decision_to_dict
+from bot.domain.models import Decision, OrderIntent, OrderResult, OrderStatus, Portfolio
+from bot.store.engine import StoreTarget, create_store_engine, parse_target
+from bot.store.migrate import upgrade_to_head
+from bot.store.schema import (
+    DecisionRow,
+    EquityRow,
+    FillRow,
+    FundingPaymentRow,
+    KeyValueRow,
+    OrderEventRow,
+    OrderRow,
+    PositionRow,
+    SignalSnapshotRow,
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    decision_id: str
+    as_of: datetime
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredSignalSnapshot:
+    as_of: datetime
+    payload: dict[str, Any]
+    stale: frozenset[str]
+
+
+class StateStore:
+    """Durable daemon state in one SQLite file or one PostgreSQL database.
+
+    ``path_or_url`` is a filesystem path (SQLite, the default) or a SQLAlchemy URL such as
+    ``postgresql+psycopg://user:pw@host/db``. ``path`` is the SQLite file, or None on a server;
+    ``location`` names either for humans (without the password).
+    """
+
+    def __init__(self, path_or_url: Path | str) -> None:
+        target: StoreTarget = parse_target(path_or_url)
+        self.path: Path | None = target.path
+        self.location = target.location
+        migration_engine = create_store_engine(target, for_migrations=True)
+        try:
+            upgrade_to_head(migration_engine)
+        finally:
+            migration_engine.dispose()
+        self.engine: Engine = create_store_engine(target)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    # -- key/value -------------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        with self.session() as s:
+            row = s.get(KeyValueRow, key)
+            return None if row is None else json.loads(row.value)
+
+    def put(self, key: str, value: Any) -> None:
+        with self.session() as s:
+            s.merge(KeyValueRow(key=key, value=json.dumps(value, sort_keys=True),
+                                updated_at=_utcnow()))
+
+    # -- decisions -------------------------------------------------------------------------
+    def save_decision(self, decision: Decision) -> None:
+        payload = json.dumps(decision_to_dict(decision), sort_keys=True)
+        with self.session() as s:
+            if s.get(DecisionRow, decision.decision_id) is not None:
+                return
+            seq = (s.scalar(select(func.max(DecisionRow.seq))) or 0) + 1
+            s.add(DecisionRow(decision_id=decision.decision_id, seq=seq, as_of=decision.as_of,
+                              action=decision.action, payload=payload, created_at=_utcnow()))
+
+    def last_decision(self) -> StoredDecision | None:
+        with self.session() as s:
+            row = s.scalars(select(DecisionRow).order_by(DecisionRow.seq.desc()).limit(1)).first()
+            return None if row is None else _stored(row)
+
+    def decision(self, decision_id: str) -> StoredDecision | None:
+        with self.session() as s:
+            row = s.scalars(
+                select(DecisionRow).where(DecisionRow.decision_id.startswith(decision_id))
+            ).first()
+            return None if row is None else _stored(row)
+
+    def decisions(self) -> list[StoredDecision]:
+        with self.session() as s:
+            return [_stored(r) for r in s.scalars(select(DecisionRow).order_by(DecisionRow.seq))]
+
+    # -- order journal ---------------------------------------------------------------------
+    def journal_intent(self, intent: OrderIntent, decision_id: str | None) -> bool:
+        """Record an order before sending it. False if this client id was already journalled."""
+        now = _utcnow()
+        with self.session() as s:
+            if s.get(OrderRow, intent.client_id) is not None:
+                return False
+            s.add(OrderRow(
+                client_id=intent.client_id, decision_id=decision_id, token=intent.token,
+                market=intent.market.value, side=intent.side.value,
+                order_type=intent.order_type.value, amount=intent.amount, price=intent.price,
+                trigger_price=intent.trigger_price, reduce_only=intent.reduce_only,
+                leverage=intent.leverage, status=OrderStatus.PENDING.value,
+                filled=Decimal(0), fee=Decimal(0), reason=intent.reason, created_at=now,
+                updated_at=now,
+            ))
+            s.flush()  # the event row references the order row
+            s.add(OrderEventRow(client_id=intent.client_id, status=OrderStatus.PENDING.value,
+                                at=now, detail=intent.reason or None))
+            return True
+
+    def journal_result(self, result: OrderResult, trigger_id: str | None = None) -> None:
+        """Record the venue's answer, and a fill row for any newly filled amount.
+
+        ``trigger_id`` is the venue's id for a conditional (algo) order, kept alongside the
+        order id it may later get. A status-history event is written only when the status or
+        filled amount changed, so polling the same answer does not flood the history.
+        """
+        now = _utcnow()
+        with self.session() as s:
+            row = s.get(OrderRow, result.client_id)
+            if row is None:
+                return
+            newly_filled = result.filled - row.filled
+            if result.status.value != row.status or newly_filled != 0:
+                s.add(OrderEventRow(
+                    client_id=row.client_id, status=result.status.value, at=now,
+                    detail=f"exchange_id={result.exchange_id} filled={result.filled} "
+                           f"average_price={result.average_price} fee={result.fee}"))
+            if trigger_id is not None:
+                row.trigger_id = trigger_id
+            row.status = result.status.value
+            row.exchange_id = result.exchange_id
+            row.filled = result.filled
+            row.average_price = result.average_price
+            row.fee = result.fee
+            row.updated_at = now
+            if newly_filled > 0 and result.average_price is not None:
+                s.add(FillRow(client_id=result.client_id, token=result.token,
+                              market=result.market.value, side=result.side.value,
+                              amount=newly_filled, price=result.average_price,
+                              fee=result.fee, ts=result.timestamp or _utcnow()))
+
+    def journal_failure(self, client_id: str, status: OrderStatus, error: str) -> None:
+        """Record a failed send or check; repeated identical failures add one event, not many."""
+        now = _utcnow()
+        with self.session() as s:
+            row = s.get(OrderRow, client_id)
+            if row is not None:
+                error = error[:2000]
+                if row.status != status.value or row.error != error:
+                    s.add(OrderEventRow(client_id=client_id, status=status.value, at=now,
+                                        detail=error))
+                row.status = status.value
+                row.error = error
+                row.updated_at = now
+
+    def order_history(self, client_id: str) -> list[OrderEventRow]:
+        """Every status the order went through, oldest first (empty for an unknown id)."""
+        with self.session() as s:
+            return list(s.scalars(select(OrderEventRow)
+                                  .where(OrderEventRow.client_id == client_id)
+                                  .order_by(OrderEventRow.id)))
+
+    def orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRow]:
+        with self.session() as s:
+            q = select(OrderRow).order_by(OrderRow.created_at, OrderRow.client_id)
+            if statuses is not None:
+                q = q.where(OrderRow.status.in_([st.value for st in statuses]))
+            return list(s.scalars(q))
+
+    def fills(self) -> list[FillRow]:
+        with self.session() as s:
+            return list(s.scalars(select(FillRow).order_by(FillRow.id)))
+
+    # -- positions and equity --------------------------------------------------------------
+    def record_portfolio(self, portfolio: Portfolio, ts: datetime) -> None:
+        """Replace the positions table with the venue's holdings and append an equity point."""
+        with self.session() as s:
+            s.execute(delete(PositionRow))
+            for token, amount in sorted(portfolio.spot.items()):
+                if amount != 0:
+                    s.add(PositionRow(token=token, market="spot", amount=amount,
+                                      mark_price=portfolio.prices.get(token), updated_at=ts))
+            for token, p in sorted(portfolio.perps.items()):
+                s.add(PositionRow(token=token, market="perp", amount=p.amount,
+                                  entry_price=p.entry_price, mark_price=p.mark_price,
+                                  leverage=p.leverage, stop_price=p.stop_price,
+                                  liquidation_price=p.liquidation_price, updated_at=ts))
+            s.merge(EquityRow(ts=ts, equity=portfolio.equity(), cash=portfolio.cash))
+
+    def positions(self) -> list[PositionRow]:
+        with self.session() as s:
+            return list(s.scalars(select(PositionRow).order_by(PositionRow.market,
+                                                               PositionRow.token)))
+
+    def equity_curve(self) -> list[EquityRow]:
+        with self.session() as s:
+            return list(s.scalars(select(EquityRow).order_by(EquityRow.ts)))
+
+
+    # -- funding and signal inputs --------------------------------------------------------
+    def record_funding(self, token: str, ts: datetime, amount: Decimal,
+                       rate: Decimal | None = None) -> bool:
+        """Record one funding payment. False if (token, ts) is already recorded (re-polls)."""
+        with self.session() as s:
+            exists = s.scalar(select(FundingPaymentRow.id).where(
+                FundingPaymentRow.token == token, FundingPaymentRow.ts == ts))
+            if exists is not None:
+                return False
+            s.add(FundingPaymentRow(token=token, ts=ts, amount=amount, rate=rate))
+            return True
+
+    def funding_payments(self, token: str | None = None) -> list[FundingPaymentRow]:
+        with self.session() as s:
+            q = select(FundingPaymentRow).order_by(FundingPaymentRow.ts, FundingPaymentRow.token)
+            if token is not None:
+                q = q.where(FundingPaymentRow.token == token)
+            return list(s.scalars(q))
+
+    def record_signal_snapshot(self, as_of: datetime, payload: Mapping[str, Any],
+                               stale: Iterable[str] = ()) -> None:
+        """Keep what a decision saw. A cycle re-run after a crash replaces its snapshot."""
+        with self.session() as s:
+            s.merge(SignalSnapshotRow(
+                as_of=as_of, created_at=_utcnow(),
+                payload=json.dumps(payload, sort_keys=True, default=_json_default),
+                stale=json.dumps(sorted(set(stale)))))
+
+    def signal_snapshot(self, as_of: datetime | None = None) -> StoredSignalSnapshot | None:
+        """The snapshot taken at ``as_of``, or the newest one."""
+        with self.session() as s:
+            if as_of is not None:
+                row = s.get(SignalSnapshotRow, as_of)
+            else:
+                row = s.scalars(select(SignalSnapshotRow)
+                                .order_by(SignalSnapshotRow.as_of.desc()).limit(1)).first()
+            if row is None:
+                return None
+            return StoredSignalSnapshot(row.as_of, json.loads(row.payload),
+                                        frozenset(json.loads(row.stale)))
+
+
+def _stored(row: DecisionRow) -> StoredDecision:
+    return StoredDecision(row.decision_id, row.as_of, row.action, json.loads(row.payload))
+
+
+def _json_default(value: Any) -> Any:
+    """Signal payloads carry decimals, datetimes and sets; JSON has none of them."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a signal snapshot")

@@ -1,0 +1,198 @@
+"""SQLAlchemy table definitions. Money is stored as exact decimal text, never as a float.
+
+These models describe the schema at the Alembic head. The database itself is created and
+changed only by the revisions in ``bot/store/migrations/versions``; a test compares the two so
+they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Mirrors the numeric Alembic head revision into kv["schema_version"] for humans and for the
+# pre-Alembic detection (a database stamped "1" by create_all is revision 0001).
+SCHEMA_VERSION = 2
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """Decimal stored as text: SQLite's NUMERIC is a float and would lose cents.
+
+    Text on PostgreSQL too, so both backends hold byte-identical values and no scale is imposed.
+    """
+
+    impl = String(64)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else format(Decimal(value), "f")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes in and out, whatever the backend or its session time zone.
+
+    SQLite keeps no zone, so values go in as naive UTC (the format existing files hold).
+    PostgreSQL's ``timestamptz`` would read a naive value in the session's time zone, so there
+    the aware value is sent and the answer converted back to UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: the store keeps UTC only")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+    decision_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime)
+    action: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OrderRow(Base):
+    """The order journal: written before a request is sent, updated with the answer."""
+
+    __tablename__ = "orders"
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    token: Mapped[str] = mapped_column(String(32))
+    market: Mapped[str] = mapped_column(String(8))
+    side: Mapped[str] = mapped_column(String(8))
+    order_type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+    price: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    trigger_price: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    reduce_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    leverage: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    exchange_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    filled: Mapped[Decimal] = mapped_column(DecimalText, default=Decimal(0))
+    average_price: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    fee: Mapped[Decimal] = mapped_column(DecimalText, default=Decimal(0))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Revision 0002. Venues give conditional (stop) orders their own id, distinct from the
+    # order id they become once triggered; reconciliation after a crash needs both.
+    trigger_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class OrderEventRow(Base):
+    """Revision 0002: every status an order went through, so a post-mortem can replay it."""
+
+    __tablename__ = "order_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(64), ForeignKey("orders.client_id"),
+                                           index=True)
+    status: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FillRow(Base):
+    __tablename__ = "fills"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    token: Mapped[str] = mapped_column(String(32))
+    market: Mapped[str] = mapped_column(String(8))
+    side: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+    price: Mapped[Decimal] = mapped_column(DecimalText)
+    fee: Mapped[Decimal] = mapped_column(DecimalText)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PositionRow(Base):
+    """The latest known holdings, replaced each cycle (history lives in fills and equity)."""
+
+    __tablename__ = "positions"
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    market: Mapped[str] = mapped_column(String(8), primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+    entry_price: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    mark_price: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    leverage: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    stop_price: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    liquidation_price: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EquityRow(Base):
+    __tablename__ = "equity"
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    equity: Mapped[Decimal] = mapped_column(DecimalText)
+    cash: Mapped[Decimal] = mapped_column(DecimalText)
+
+
+class FundingPaymentRow(Base):
+    """Revision 0002: perp funding paid (negative) or received, as the venue booked it.
+
+    One row per (token, ts): re-reading the venue's income history after a restart is harmless.
+    """
+
+    __tablename__ = "funding_payments"
+    __table_args__ = (UniqueConstraint("token", "ts", name="uq_funding_payments_token_ts"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+    rate: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+
+
+class SignalSnapshotRow(Base):
+    """Revision 0002: the inputs a decision saw (JSON), and which of them were stale."""
+
+    __tablename__ = "signal_snapshots"
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    payload: Mapped[str] = mapped_column(Text)
+    stale: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class KeyValueRow(Base):
+    """Small daemon state: replay cursor, rotation memory, paper account, kill switch."""
+
+    __tablename__ = "kv"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+Index("ix_decisions_as_of", DecisionRow.as_of)

@@ -1,0 +1,170 @@
+"""Risk rules through the real paper exchange and a real SQLite store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.domain.models import (
+    FundingRate,
+    MarketKind,
+    OrderIntent,
+    OverlayLeg,
+    Portfolio,
+    PositionSide,
+    Regime,
+    Side,
+)
+from bot.domain.risk import check_overlay
+from bot.domain.risk_limits import RiskLimits
+from bot.exchange.paper import PaperConfig, PaperExchange
+from bot.service.cycle import read_portfolio
+from bot.service.executor import ExecutionReport, Executor
+from bot.service.risk_watch import KILLSWITCH_KEY, RiskWatch, clear_kill_switch
+from bot.store.repo import StateStore
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class RecordingLog:
+    """Collects (event, fields) pairs: the log stream is an output the tests read."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def _record(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+    info = warning = error = exception = _record
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [f for e, f in self.events if e == event]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> tuple[PaperExchange, StateStore, Executor, RiskWatch, RecordingLog]:
+    ex = PaperExchange(PaperConfig(starting_cash=Decimal(10000)), ["BTC", "SOL"], ["SOL"])
+    ex.update_market(T0, {"BTC": Decimal(40000), "SOL": Decimal(100)}, {})
+    store = StateStore(tmp_path / "s.sqlite3")
+    log = RecordingLog()
+    executor = Executor(ex, store, log)
+    watch = RiskWatch(ex, store, executor, RiskLimits(), log)
+    return ex, store, executor, watch, log
+
+
+def portfolio(ex: PaperExchange) -> Portfolio:
+    return read_portfolio(ex, ["BTC", "SOL"])
+
+
+def open_long(ex: PaperExchange, executor: Executor, amount: str = "30",
+              leverage: str = "3") -> None:
+    intent = OrderIntent("sb-test-open", "SOL", MarketKind.PERP, Side.BUY, Decimal(amount),
+                         leverage=Decimal(leverage))
+    report = ExecutionReport()
+    assert executor.submit(intent, "d1", report) is not None
+    executor.protect({"SOL"}, {"SOL": 0.08}, 0.08, "d1", report)
+    assert report.stops_placed == 1
+
+
+def test_stop_hit_closes_the_position_with_the_expected_loss(rig: Any) -> None:
+    ex, _store, executor, _watch, _log = rig
+    open_long(ex, executor)
+    cash_before = ex.fetch_balances().total["USDT"]
+    (stop,) = ex.fetch_open_orders(trigger=True)
+    assert stop.trigger_price == Decimal("92.046")  # 8% under the 100.05 entry (slippage)
+    events = ex.update_market(T0 + timedelta(days=1), {"SOL": Decimal(95)}, {},
+                              {"SOL": (Decimal(90), Decimal(101))})
+    assert [e.kind for e in events] == ["stop_triggered"]
+    assert ex.fetch_positions() == []
+    loss = cash_before - ex.fetch_balances().total["USDT"]
+    # 30 SOL from 100.05 to the stop 92.046 less 5 bps slippage, plus the exit fee.
+    exit_price = Decimal("92.046") * (1 - Decimal("0.0005"))
+    expected = 30 * (Decimal("100.05") - exit_price) + 30 * exit_price * Decimal("0.0005")
+    assert abs(loss - expected) < Decimal("0.01")
+
+
+def test_a_cancelled_stop_is_replaced_within_one_watch_tick(rig: Any) -> None:
+    ex, _store, executor, watch, log = rig
+    open_long(ex, executor)
+    (stop,) = ex.fetch_open_orders(trigger=True)
+    ex.cancel_order(stop)
+    assert ex.fetch_positions()[0].stop_price is None
+    watch.run(portfolio(ex), salt="rw-1")
+    assert log.named("stoploss.missing")[0]["token"] == "SOL"
+    assert ex.fetch_positions()[0].stop_price is not None
+    assert len(ex.fetch_open_orders(trigger=True)) == 1
+    watch.run(portfolio(ex), salt="rw-2")
+    assert len(log.named("stoploss.missing")) == 1, "a protected position is left alone"
+
+
+def test_excessive_funding_closes_the_leveraged_long_with_hysteresis(rig: Any) -> None:
+    ex, _store, executor, watch, log = rig
+    open_long(ex, executor)
+    hot = FundingRate("SOL", hourly_rate=0.0005 / 8 * 10, interval_hours=8)  # ~55% APR
+    assert hot.annualised > 0.30
+    ex.update_market(T0 + timedelta(hours=8), {"SOL": Decimal(100)}, {"SOL": hot})
+    watch.run(portfolio(ex), salt="rw-f")
+    assert log.named("funding.exit")[0]["token"] == "SOL"
+    assert ex.fetch_positions() == []
+    assert ex.fetch_open_orders(trigger=True) == [], "the stop goes with the position"
+    assert watch.funding_blocked() == {"SOL"}
+    leg = OverlayLeg("SOL", PositionSide.LONG, 0.1, 2.0, 0.08, "enter")
+    kept, blocks = check_overlay((leg,), RiskLimits(), Regime.BULL,
+                                 funding_blocked=frozenset(watch.funding_blocked()))
+    assert kept == () and blocks[0].rule == "funding_hysteresis"
+    calm = FundingRate("SOL", hourly_rate=0.0001 / 8, interval_hours=8)  # ~11% APR
+    ex.update_market(T0 + timedelta(hours=16), {"SOL": Decimal(100)}, {"SOL": calm})
+    watch.run(portfolio(ex), salt="rw-g")
+    assert watch.funding_blocked() == set()
+
+
+def test_a_short_receiving_funding_is_kept(rig: Any) -> None:
+    ex, _store, executor, watch, log = rig
+    intent = OrderIntent("sb-test-short", "SOL", MarketKind.PERP, Side.SELL, Decimal(10),
+                         leverage=Decimal(2))
+    report = ExecutionReport()
+    executor.submit(intent, "d1", report)
+    executor.protect({"SOL"}, {"SOL": 0.08}, 0.08, "d1", report)
+    hot = FundingRate("SOL", hourly_rate=0.001, interval_hours=8)
+    ex.update_market(T0 + timedelta(hours=8), {"SOL": Decimal(100)}, {"SOL": hot})
+    watch.run(portfolio(ex), salt="rw-s")
+    assert log.named("funding.exit") == []
+    assert ex.fetch_positions()[0].amount == Decimal(-10)
+
+
+def test_drawdown_trips_the_kill_switch_and_leaves_no_leverage_or_orders(rig: Any) -> None:
+    ex, store, executor, watch, log = rig
+    report = ExecutionReport()
+    executor.submit(OrderIntent("sb-test-btc", "BTC", MarketKind.SPOT, Side.BUY,
+                                Decimal("0.2")), "d1", report)
+    open_long(ex, executor, amount="10", leverage="2")
+    watch.run(portfolio(ex), salt="rw-hw")  # records the high-water mark
+    ex.update_market(T0 + timedelta(days=1), {"BTC": Decimal(26000), "SOL": Decimal(95)}, {},
+                     {"SOL": (Decimal(94), Decimal(96))})
+    watch.run(portfolio(ex), salt="rw-dd")
+    tripped = log.named("killswitch.tripped")
+    assert tripped and "drawdown" in tripped[0]["reason"]
+    assert ex.fetch_positions() == []
+    assert ex.fetch_open_orders(trigger=True) == [] and ex.fetch_open_orders() == []
+    assert ex.fetch_balances().total["BTC"] == Decimal("0.2"), "spot is left alone"
+    leg = OverlayLeg("SOL", PositionSide.SHORT, 0.05, 2.0, 0.08, "hedge")
+    kept, blocks = check_overlay((leg,), RiskLimits(), Regime.BULL, killed=watch.killed)
+    assert kept == () and blocks[0].rule == "killswitch"
+    assert clear_kill_switch(store) is not None
+    assert store.get(KILLSWITCH_KEY) is None
+
+
+def test_eight_x_is_clipped_to_the_cap_and_never_sent(rig: Any) -> None:
+    ex, _store, executor, _watch, _log = rig
+    leg = OverlayLeg("SOL", PositionSide.LONG, 0.1, 8.0, 0.08, "enter")
+    (kept,), (block,) = check_overlay((leg,), RiskLimits(max_leverage=3), Regime.BULL)
+    assert kept.leverage == 3.0 and block.rule == "leverage_cap"
+    # And should an 8x request reach the executor anyway, the venue boundary refuses it:
+    report = ExecutionReport()
+    assert executor.submit(OrderIntent("sb-test-8x", "SOL", MarketKind.PERP, Side.BUY,
+                                       Decimal(1), leverage=Decimal(8)), "d1", report) is None
+    assert report.rejected == 1 and ex.fetch_positions() == []
