@@ -95,6 +95,7 @@ class RiskSettings(_Section):
     stop_loss_pct: float = Field(8.0, gt=0, lt=100)
     max_drawdown_pct: float = Field(25.0, gt=0, lt=100)
     funding_exit_apr_pct: float = Field(30.0, gt=0)
+    liquidation_buffer_pct: float = Field(10.0, ge=0, lt=100)
 
     def limits(self) -> RiskLimits:
         return RiskLimits(
@@ -103,6 +104,7 @@ class RiskSettings(_Section):
             stop_loss_fraction=self.stop_loss_pct / 100,
             max_drawdown_fraction=self.max_drawdown_pct / 100,
             funding_exit_apr=self.funding_exit_apr_pct / 100,
+            liquidation_buffer_fraction=self.liquidation_buffer_pct / 100,
         )
 
 

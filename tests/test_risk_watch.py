@@ -168,3 +168,20 @@ def test_eight_x_is_clipped_to_the_cap_and_never_sent(rig: Any) -> None:
     assert executor.submit(OrderIntent("sb-test-8x", "SOL", MarketKind.PERP, Side.BUY,
                                        Decimal(1), leverage=Decimal(8)), "d1", report) is None
     assert report.rejected == 1 and ex.fetch_positions() == []
+
+
+def test_a_position_near_liquidation_is_closed(rig: Any) -> None:
+    ex, _store, executor, watch, log = rig
+    ex.set_leverage("SOL", Decimal(3))
+    open_long(ex, executor, amount="10", leverage="3")
+    for stop in ex.fetch_open_orders(trigger=True):
+        ex.cancel_order(stop)  # a stop that vanished: only the buffer rule is left
+    liq = ex.fetch_positions()[0].liquidation_price
+    assert liq is not None
+    near = liq * Decimal("1.05")  # 5% above liquidation, inside the 10% buffer
+    ex.update_market(T0 + timedelta(hours=1), {"SOL": near}, {},
+                     {"SOL": (near, Decimal(100))})
+    watch.run(portfolio(ex), salt="rw-liq")
+    blocked = [f for f in log.named("risk.blocked") if f["rule"] == "liquidation_buffer"]
+    assert blocked and blocked[0]["token"] == "SOL"
+    assert ex.fetch_positions() == []

@@ -117,3 +117,21 @@ def excessive_funding(perps: dict[str, PerpPosition], funding: dict[str, Funding
         if paying_apr > limits.funding_exit_apr:
             out.append((position, paying_apr))
     return out
+
+
+def near_liquidation(perps: dict[str, PerpPosition], buffer: float
+                     ) -> list[tuple[PerpPosition, float]]:
+    """Positions whose liquidation price is within ``buffer`` (a fraction of the mark).
+
+    The stop should fire long before liquidation; a position this close means the stop is
+    missing, gapped or too wide, and the venue would take the whole margin.
+    """
+    out = []
+    for _, position in sorted(perps.items()):
+        liq = position.liquidation_price
+        if liq is None or position.amount == 0 or position.mark_price <= 0:
+            continue
+        distance = float(abs(position.mark_price - liq) / position.mark_price)
+        if distance < buffer:
+            out.append((position, distance))
+    return out

@@ -16,6 +16,7 @@ class RiskLimits:
     stop_loss_fraction: float = 0.08
     max_drawdown_fraction: float = 0.25
     funding_exit_apr: float = 0.30
+    liquidation_buffer_fraction: float = 0.10
 
     def __post_init__(self) -> None:
         if not 0 < self.max_leverage <= HARD_MAX_LEVERAGE:

@@ -3,7 +3,8 @@
 In order: the kill switch (drawdown from the high-water mark, or repeated job failures),
 funding exits with hysteresis, then the stop watchdog (any leveraged position without a live
 stop gets one). Decisions are the pure rules of :mod:`bot.domain.risk`; this module only reads
-the venue, acts through the executor and remembers state in the store.
+the venue, acts through the executor and remembers state in the store. A position too close
+to its liquidation price is closed before the venue takes the margin.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 from bot.domain.models import MarketKind, OrderIntent, PerpPosition, Portfolio, Side
-from bot.domain.risk import excessive_funding, kill_switch_reason, positions_missing_stops
+from bot.domain.risk import (
+    excessive_funding,
+    kill_switch_reason,
+    near_liquidation,
+    positions_missing_stops,
+)
 from bot.domain.risk_limits import RiskLimits
 from bot.exchange.port import ExchangeError, ExchangePort
 from bot.service.executor import ExecutionReport, Executor
@@ -64,6 +70,13 @@ class RiskWatch:
                 self.trip(portfolio, reason, salt, report)
                 return
         self._funding_exits(portfolio, salt, report)
+        buffer = self.limits.liquidation_buffer_fraction
+        for position, distance in near_liquidation(self._live_perps(), buffer):
+            self.log.warning("risk.blocked", rule="liquidation_buffer", token=position.token,
+                             detail=f"liquidation {distance:.1%} from mark < {buffer:.0%}: "
+                                    "closing")
+            self.executor.submit(close_intent(position, salt, "liquidation buffer"), None,
+                                 report)
         for position in positions_missing_stops(dict(self._live_perps())):
             self.log.warning("stoploss.missing", token=position.token,
                              amount=str(position.amount))
