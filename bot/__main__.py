@@ -1,7 +1,5 @@
 """``python -m bot`` is the same as the ``sectorbot`` console script."""
 
-import sys
+from bot.cli import entry
 
-from bot.cli import main
-
-sys.exit(main())
+entry()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,11 +95,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
     from bot.store.repo import StateStore
 
-    if not settings.state.path.exists():
+    if settings.state.url is None and not settings.state.path.exists():
         print(f"no state yet at {settings.state.path}: run `sectorbot run` first",
               file=sys.stderr)
         return None
-    return StateStore(settings.state.path)
+    return StateStore(settings.state.target())
 
 
 def _status(settings: Settings) -> int:
@@ -147,5 +148,16 @@ def _explain(settings: Settings, decision_id: str | None) -> int:
     return EXIT_OK
 
 
+def entry() -> None:
+    """Console-script entry: a closed pipe (``sectorbot status | head``) is not an error."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_OK
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

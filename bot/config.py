@@ -84,7 +84,17 @@ class SchedulerSettings(_Section):
 
 
 class StateSettings(_Section):
+    """Where state lives: a SQLite file, or a database URL (``postgresql+psycopg://...``).
+
+    A URL may carry a password, so give it through ``SECTORBOT__STATE__URL`` or the secrets
+    file, like the exchange keys; it is masked in ``check-config``.
+    """
+
     path: Path = Path("state/sectorbot.sqlite3")
+    url: SecretStr | None = None
+
+    def target(self) -> Path | str:
+        return self.url.get_secret_value() if self.url is not None else self.path
 
 
 class RiskSettings(_Section):
@@ -189,11 +199,15 @@ class Settings(BaseSettings):
         for key in SECRET_FIELDS:
             if data["exchange"].get(key) is not None:
                 data["exchange"][key] = "**********"
+        if data["state"].get("url") is not None:
+            data["state"]["url"] = "**********"
         return data
 
     def secret_values(self) -> list[str]:
         """Raw secret strings, so the log redactor can scrub them wherever they appear."""
         out = []
+        if self.state.url is not None:
+            out.append(self.state.url.get_secret_value())
         for key in SECRET_FIELDS:
             value = getattr(self.exchange, key)
             if value is not None and value.get_secret_value():

@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,28 @@ def find_bindir() -> Path | None:
     return None
 
 
+# Runs beside the test process in its own session. When the test process goes away by any means
+# (even SIGKILL or a CI timeout), its end of the pipe closes, and the watchdog shuts the server
+# down and deletes its directory, so no orphaned postgres outlives a killed test run.
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+sys.stdin.read()
+tmp = sys.argv[1]
+try:
+    with open(os.path.join(tmp, "data", "postmaster.pid")) as f:
+        pid = int(f.readline())
+    os.kill(pid, signal.SIGQUIT)  # PostgreSQL's immediate shutdown
+    for _ in range(100):  # until it is gone, or a zombie nobody reaps (containers)
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+except (OSError, ValueError, IndexError):
+    pass
+shutil.rmtree(tmp, ignore_errors=True)
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -70,6 +93,7 @@ class PostgresServer:
         self._admin: Engine | None = None
         self._database_url: str | None = None
         self._run_as: dict[str, Any] = {}
+        self._watchdog: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         if self.bindir is None:  # an existing server: nothing to start
@@ -84,6 +108,9 @@ class PostgresServer:
         self.tmp = Path(tempfile.mkdtemp(prefix="sectorbot-pg-"))
         if self._run_as:
             os.chown(self.tmp, self._run_as["user"], self._run_as["group"])
+        self._watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(self.tmp)],
+                                          stdin=subprocess.PIPE, text=True,
+                                          start_new_session=True)
         data = self.tmp / "data"
         self._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--locale=C", "--no-sync")
@@ -111,6 +138,11 @@ class PostgresServer:
                       "-t", "10", "stop", check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp = None
+        if self._watchdog is not None:  # nothing left for it to clean: let it exit
+            assert self._watchdog.stdin is not None
+            self._watchdog.stdin.close()
+            self._watchdog.wait(timeout=10)
+            self._watchdog = None
 
     def create_database(self, name: str = "sectorbot_test") -> str:
         """A fresh, empty database; returns its SQLAlchemy URL."""

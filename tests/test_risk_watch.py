@@ -185,3 +185,17 @@ def test_a_position_near_liquidation_is_closed(rig: Any) -> None:
     blocked = [f for f in log.named("risk.blocked") if f["rule"] == "liquidation_buffer"]
     assert blocked and blocked[0]["token"] == "SOL"
     assert ex.fetch_positions() == []
+
+
+def test_reprotecting_with_the_same_salt_never_recovers_a_dead_stop(rig: Any) -> None:
+    """Re-running a decision after its stop was cancelled must leave a live stop, not a
+    'recovered' cancelled one (found against the emulator, holds for every venue)."""
+    ex, _store, executor, _watch, _log = rig
+    open_long(ex, executor)
+    (first,) = ex.fetch_open_orders(trigger=True)
+    ex.cancel_order(first)
+    report = ExecutionReport()
+    executor.protect({"SOL"}, {"SOL": 0.08}, 0.08, "d1", report)
+    (live,) = ex.fetch_open_orders(trigger=True)
+    assert live.client_id == f"{first.client_id}-1"
+    assert ex.fetch_positions()[0].stop_price == live.trigger_price

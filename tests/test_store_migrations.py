@@ -7,7 +7,9 @@ its whole point is to stay what old files on disk actually contain.
 
 from __future__ import annotations
 
-import threading
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -76,6 +78,7 @@ Table("equity", V1, Column("ts", _T, primary_key=True), Column("equity", _D, nul
 Table("kv", V1, Column("key", String(64), primary_key=True),
       Column("value", Text, nullable=False), Column("updated_at", _T, nullable=False))
 
+REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 T1 = datetime(2024, 1, 3, tzinfo=UTC)
 
@@ -236,7 +239,8 @@ def test_a_v1_database_with_rows_upgrades_with_nothing_lost(location: Path | str
     assert [(e.ts, e.equity) for e in store.equity_curve()] == [
         (T0, Decimal("1410.0")), (T1, Decimal("1395.123456789"))]
     assert [d.decision_id for d in store.decisions()] == ["d-1", "d-2"]
-    assert store.last_decision() is not None and store.last_decision().as_of == T1
+    last = store.last_decision()
+    assert last is not None and last.as_of == T1
     assert store.get("replay_cursor") == "2024-01-03T00:00:00+00:00"
     assert store.get("schema_version") == SCHEMA_VERSION
 
@@ -291,30 +295,32 @@ def test_a_failing_migration_leaves_the_database_as_it_was(location: Path | str,
     assert dump(raw) == before
 
 
-def test_stores_opening_at_once_migrate_one_after_the_other(location: Path | str,
-                                                            raw: Engine) -> None:
-    # Daemon and `sectorbot status` may start together; each has its own connection, as here.
+OPEN_AT = """
+import sys, time
+from bot.store.repo import StateStore
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start together, imports done
+StateStore(sys.argv[1]).close()
+"""
+
+
+def test_processes_opening_at_once_migrate_one_after_the_other(location: Path | str,
+                                                               raw: Engine) -> None:
+    # The daemon and `sectorbot status` may start together on an old database: real processes,
+    # because only the database lock (not an in-process one) can keep them apart.
     V1.create_all(raw)
     fill_v1(raw)
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            StateStore(location).close()
-        except BaseException as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    # Daemon threads and a deadline: without the migration lock this deadlocks, and a hung
-    # test run would say far less than a failure.
-    threads = [threading.Thread(target=start, daemon=True) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads), "concurrent migrations deadlocked"
-    assert errors == []
+    start_at = time.time() + 1.0
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, str(location), str(start_at)],
+                              cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        errors = [p.communicate(timeout=30)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
     with raw.connect() as conn:
         assert current_revision(conn) == head_revision()
+    assert len(dump(raw)["orders"]) == 2
 
 
 # -- SQLite-only edge cases --------------------------------------------------------------------

@@ -19,6 +19,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from bot.domain.models import (
+    Bucket,
+    Decision,
     MarketKind,
     OrderIntent,
     OrderResult,
@@ -26,6 +28,7 @@ from bot.domain.models import (
     OrderType,
     PerpPosition,
     Portfolio,
+    Regime,
     Side,
 )
 from bot.store.engine import parse_target
@@ -111,7 +114,7 @@ def test_datetimes_come_back_aware_utc_whatever_zone_went_in(
     with store.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             assert conn.exec_driver_sql("SHOW timezone").scalar() != "UTC"  # keeps this honest
-            epoch = conn.exec_driver_sql("SELECT extract(epoch FROM ts) FROM equity").scalar()
+            epoch = conn.exec_driver_sql("SELECT extract(epoch FROM ts) FROM equity").scalar_one()
             assert Decimal(epoch) == Decimal(str(when.timestamp()))
         else:
             raw = conn.exec_driver_sql("SELECT ts FROM equity").scalar()
@@ -168,6 +171,21 @@ def test_portfolio_snapshot_replaces_positions(open_store: Callable[[], StateSto
     curve = open_store().equity_curve()
     assert [p.equity for p in curve] == [Decimal("1410.0"), Decimal(1000)]
     assert curve[0].ts == T0
+
+
+def test_decisions_are_kept_once_in_order(open_store: Callable[[], StateStore]) -> None:
+    store = open_store()
+    for i, action in enumerate(("rebalance", "hold")):
+        d = Decision(f"{i:016x}abc", T0 + timedelta(hours=i), Regime.BULL, action,
+                     {"BTC": 0.6}, {Bucket.CORE: 1.0}, 0.1, (), (), None, ("why",), 0.8)
+        store.save_decision(d)
+        store.save_decision(d)  # a cycle re-run after a crash
+    reopened = open_store()
+    assert [d.action for d in reopened.decisions()] == ["rebalance", "hold"]
+    last = reopened.last_decision()
+    assert last is not None and last.as_of == T0 + timedelta(hours=1)
+    found = reopened.decision("0000000000000000")  # the CLI accepts an id prefix
+    assert found is not None and found.payload["reasons"] == ["why"]
 
 
 def test_kv_round_trips_json_and_mirrors_the_schema_version(

@@ -27,6 +27,8 @@ from bot.domain.risk import stop_price_for
 from bot.exchange.port import ExchangeError, ExchangePort, OrderRejected, OutcomeUnknown
 from bot.store.repo import StateStore
 
+MAX_STOP_GENERATIONS = 50
+
 
 @dataclass
 class ExecutionReport:
@@ -142,12 +144,29 @@ class Executor:
                 continue
             self.place_stop(position, float(distances.get(token, default_stop)), salt, report)
 
+    def _fresh_stop_id(self, position: PerpPosition, trigger: Decimal, salt: str) -> str:
+        """The deterministic stop id, or its next generation if that id names a dead stop.
+
+        Re-running the same decision (after a crash, or a cancelled stop) yields the same base
+        id; "recovering" a cancelled or triggered stop under it would leave the position
+        unprotected, so the venue is asked and a spent id is never reused.
+        """
+        base = stop_client_id(position, trigger, salt)
+        cid = base
+        for generation in range(1, MAX_STOP_GENERATIONS):
+            known = self.exchange.fetch_order_by_client_id(cid, position.token,
+                                                           MarketKind.PERP, trigger=True)
+            if known is None or known.status is OrderStatus.OPEN:
+                return cid
+            cid = f"{base}-{generation}"
+        raise OrderRejected(f"{MAX_STOP_GENERATIONS} spent stop ids for {position.token}")
+
     def place_stop(self, position: PerpPosition, distance: float, salt: str,
                    report: ExecutionReport) -> OrderResult | None:
         trigger = stop_price_for(position, distance)
         side = Side.SELL if position.side is PositionSide.LONG else Side.BUY
         intent = OrderIntent(
-            client_id=stop_client_id(position, trigger, salt), token=position.token,
+            client_id=self._fresh_stop_id(position, trigger, salt), token=position.token,
             market=MarketKind.PERP, side=side, amount=abs(position.amount),
             order_type=OrderType.STOP_MARKET, trigger_price=trigger, reduce_only=True,
             reason=f"stop-loss {distance:.1%} from entry {position.entry_price}",

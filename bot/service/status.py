@@ -18,7 +18,7 @@ def render_status(store: StateStore) -> str:
     lines: list[str] = []
     curve = store.equity_curve()
     cursor = store.get(CURSOR_KEY)
-    lines.append(f"state: {store.path}")
+    lines.append(f"state: {store.location}")
     if cursor:
         lines.append(f"clock: {cursor}")
     if curve:

@@ -15,6 +15,7 @@ database as it was, and two processes starting together migrate one after the ot
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +36,9 @@ BASELINE_REVISION = "0001"
 PRE_ALEMBIC_TABLES = frozenset({"decisions", "orders", "fills", "positions", "equity", "kv"})
 # Arbitrary constant: the advisory lock PostgreSQL migrations serialise on.
 _PG_MIGRATION_LOCK = 0x5EC7_0B07
+# Alembic's ``context``/``op`` are process-wide proxies: two threads migrating at once would run
+# each other's DDL on the wrong connection. Taken before any database lock, so it cannot deadlock.
+_IN_PROCESS = threading.Lock()
 
 
 class SchemaError(RuntimeError):
@@ -44,7 +48,8 @@ class SchemaError(RuntimeError):
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config without alembic.ini: the scripts ship inside the package."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Config options go through ConfigParser interpolation: a literal % must be doubled.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.attributes["connection"] = connection
     return config
 
@@ -73,7 +78,7 @@ def upgrade_to_head(engine: Engine, target: str = "head") -> None:
     SQLite the transaction is real (DDL included) and taken with a write lock up front.
     """
     head, known = _scripts()
-    with engine.begin() as conn:
+    with _IN_PROCESS, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
         current = current_revision(conn)

@@ -232,7 +232,6 @@ class StateStore:
         with self.session() as s:
             return list(s.scalars(select(EquityRow).order_by(EquityRow.ts)))
 
-
     # -- funding and signal inputs --------------------------------------------------------
     def record_funding(self, token: str, ts: datetime, amount: Decimal,
                        rate: Decimal | None = None) -> bool:
