@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import __version__
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings, load_universe
 from bot.logs import configure_logging, get_logger, register_secrets
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -142,7 +142,8 @@ def _explain(settings: Settings, decision_id: str | None) -> int:
             print(f"no decision {decision_id or ''} in {settings.state.path}".replace("  ", " "),
                   file=sys.stderr)
             return EXIT_FAILURE
-        print(render_decision(decision_from_dict(stored.payload)))
+        universe = load_universe(settings.universe_file)
+        print(render_decision(decision_from_dict(stored.payload), universe))
     finally:
         store.close()
     return EXIT_OK
