@@ -49,6 +49,14 @@ class ExchangeSettings(_Section):
     api_secret: SecretStr | None = None
     password: SecretStr | None = None
     margin_mode: Literal["isolated", "cross"] = "isolated"
+    https_proxy: str | None = None
+    """Proxy for every venue request (``http://proxy:3128``); ccxt ignores ``HTTPS_PROXY``."""
+    trust_env: bool = False
+    """Honour ``HTTPS_PROXY``/``REQUESTS_CA_BUNDLE`` from the environment (off: ccxt's default)."""
+    ca_bundle: Path | None = None
+    """PEM file of CAs to verify the venue's TLS against (a TLS-intercepting corporate proxy)."""
+    read_attempts: int = Field(5, ge=1, le=10)
+    """Tries per venue read before it counts as failed (its signal then goes stale)."""
 
 
 class PaperSettings(_Section):
@@ -240,10 +248,11 @@ def _format_errors(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             msg = "unknown key"
         value = err.get("input")
-        shown = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(
+        shown = "" if err["type"] in ("extra_forbidden", "unexpected_keyword_argument",
+                                      "missing") or isinstance(
             value, dict
         ) else f" (got {value!r})"
         if any(s in loc for s in SECRET_FIELDS):

@@ -147,3 +147,22 @@ color = "red"
     assert "tokens.SOL.color: unknown key" in text
     assert "tokens.SOL.listed" in text
     assert "BTC is listed twice" in text
+
+
+def test_strategy_typos_and_bad_values_name_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "[strategy]\ndrift_bandd = 0.02\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert err.value.lines == ["strategy.drift_bandd: unknown key"]
+    path = write(tmp_path, "[strategy]\ncore_min = 0.7\ncore_max = 0.6\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert err.value.lines[0].startswith("strategy:") and "core_min" in err.value.lines[0]
+
+
+def test_strategy_max_leverage_follows_the_risk_cap(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, "[risk]\nmax_leverage = 2.5\n"))
+    assert s.strategy.max_leverage == 2.5
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "[strategy]\nmax_leverage = 2\n"))
+    assert "risk.max_leverage" in err.value.lines[0]
