@@ -78,6 +78,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return _fail_config(["--cycles: must be at least 1"])
     configure_logging(settings.log.level, args.log_format or settings.log.format)
     log = get_logger()
+    from bot.exchange.port import ExchangeError
     from bot.service.daemon import Daemon, StartupError  # heavy imports only when running
     from bot.sources.replay import ReplayDataError
 
@@ -85,6 +86,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         daemon = Daemon(settings, log)
     except (StartupError, ReplayDataError) as exc:
         return _fail_config([str(exc)])
+    except ExchangeError as exc:  # venue unreachable at start-up: say so, no traceback
+        log.error("daemon.start_failed", error=str(exc), error_type=type(exc).__name__)
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     if args.once or args.cycles:
         daemon.run_cycles(1 if args.once else args.cycles)
     else:

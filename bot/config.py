@@ -282,7 +282,8 @@ def load_settings(config_path: Path | None = None) -> Settings:
         secrets_path = data.pop("secrets_file", None)
         if isinstance(secrets_path, str):
             data = _deep_merge(data, _read_toml(base / secrets_path, "secrets_file"))
-        for section, key in (("replay", "data_dir"), ("state", "path")):
+        for section, key in (("replay", "data_dir"), ("state", "path"),
+                             ("exchange", "ca_bundle")):
             body = data.get(section)
             if isinstance(body, dict) and isinstance(body.get(key), str):
                 body[key] = str(base / body[key])

@@ -5,6 +5,12 @@ more frequent risk watch. They share one worker thread, so no job overlaps itsel
 (the paper exchange and the journal are single-writer by design); ``coalesce`` and
 ``max_instances=1`` keep a slow job from piling up runs. SIGTERM/SIGINT let the job in flight
 finish, persist, log ``daemon.stopped`` and exit 0.
+
+Two clocks. Paper mode replays history: each tick advances the simulated clock (the
+``ReplayDriver``) by ``replay.step_days`` every ``replay.tick_seconds``. Testnet, demo and live
+modes trade a real venue through ccxt on the wall clock (``bot.service.venue.WallClock``), and
+the jobs run every ``scheduler.cycle_seconds`` / ``signal_refresh_seconds`` /
+``risk_watch_seconds``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bot.config import Settings, load_universe
 from bot.domain.models import SectorSpec, Universe
 from bot.exchange.paper import PaperConfig, PaperExchange
-from bot.service.cycle import TradingCycle
+from bot.exchange.port import ExchangePort
+from bot.service.cycle import SignalSource, TradingCycle
 from bot.service.replay_driver import PAPER_KEY, ReplayDriver, ReplaySignals
+from bot.service.venue import VenueStartupError, WallClock, build_venue
 from bot.sources.replay import ReplayData, bundled_sample_dir
 from bot.store.repo import StateStore
 
@@ -53,37 +61,63 @@ def restrict_universe(universe: Universe, available: set[str], log: Any) -> Univ
 
 class Daemon:
     def __init__(self, settings: Settings, log: Any) -> None:
-        if settings.mode != "paper":
-            raise StartupError(
-                f"exchange.name: the {settings.exchange.name!r} adapter is not available in "
-                "this version; only paper mode runs (see docs/exchanges.md when it lands)")
         self.settings = settings
         self.log = log
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.cycles_done = 0
         self.consecutive_failures = 0
-
-        data_dir = settings.replay.data_dir or bundled_sample_dir()
-        self.data = ReplayData.load(data_dir)
-        self.universe = restrict_universe(load_universe(settings.universe_file),
-                                          set(self.data.tokens), log)
-        self.store = StateStore(settings.state.path)
-        self.exchange = self._paper_exchange()
-        start = settings.replay.start or (self.data.first_day + timedelta(
-            days=settings.replay.warmup_days))
-        self.driver = ReplayDriver(self.data, self.exchange, self.store, start,
-                                   settings.replay.step_days, log)
+        self.driver: ReplayDriver | WallClock
+        self.exchange: ExchangePort
+        signals = self._wire_paper() if settings.mode == "paper" else self._wire_venue()
         self.cycle = TradingCycle(
             universe=self.universe, params=settings.strategy, limits=settings.risk.limits(),
-            exchange=self.exchange, store=self.store,
-            signals=ReplaySignals(self.data, LOOKBACK_DAYS), log=log,
+            exchange=self.exchange, store=self.store, signals=signals, log=log,
             margin_mode=settings.exchange.margin_mode)
-        log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,
-                 state=str(settings.state.path), data_dir=str(data_dir),
-                 tokens=len(self.universe.all_tokens()),
-                 resumed_at=self.driver.cursor.isoformat() if self.driver.resumed else None,
-                 start=None if self.driver.resumed else start.isoformat())
+        if isinstance(self.driver, ReplayDriver):
+            log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,
+                     state=str(settings.state.path), data_dir=str(self._data_dir),
+                     tokens=len(self.universe.all_tokens()),
+                     resumed_at=(self.driver.cursor.isoformat() if self.driver.resumed
+                                 else None),
+                     start=None if self.driver.resumed else self._start.isoformat())
+        else:
+            log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,
+                     state=str(settings.state.path), data_dir=None,
+                     tokens=len(self.universe.all_tokens()), resumed_at=None,
+                     start=self.driver.cursor.isoformat())
+
+    def _wire_paper(self) -> SignalSource:
+        """Replayed history on the simulated exchange (unchanged since paper mode shipped)."""
+        settings, log = self.settings, self.log
+        self._data_dir = settings.replay.data_dir or bundled_sample_dir()
+        self.data = ReplayData.load(self._data_dir)
+        self.universe = restrict_universe(load_universe(settings.universe_file),
+                                          set(self.data.tokens), log)
+        self.store = StateStore(settings.state.target())
+        paper = self._paper_exchange()
+        self.exchange = paper
+        self._start = settings.replay.start or (self.data.first_day + timedelta(
+            days=settings.replay.warmup_days))
+        self.driver = ReplayDriver(self.data, paper, self.store, self._start,
+                                   settings.replay.step_days, log)
+        return ReplaySignals(self.data, LOOKBACK_DAYS)
+
+    def _wire_venue(self) -> SignalSource:
+        """A real venue through ccxt on the wall clock. The venue is reached (markets
+        loaded, universe restricted) before the state store is opened, so a refused start
+        writes nothing."""
+        try:
+            venue = build_venue(self.settings, load_universe(self.settings.universe_file),
+                                LOOKBACK_DAYS, self.log)
+        except VenueStartupError as exc:
+            raise StartupError(str(exc)) from exc
+        self.universe = venue.universe
+        self._venue_exchange = venue.exchange
+        self.exchange = venue.exchange
+        self.store = StateStore(self.settings.state.target())
+        self.driver = venue.clock
+        return venue.signals
 
     def _paper_exchange(self) -> PaperExchange:
         p = self.settings.paper
@@ -110,11 +144,16 @@ class Daemon:
                 self.log.info("replay.finished", last=self.driver.cursor.isoformat(),
                               cycles=self.cycles_done)
                 return False
-            self.cycle.risk_watch(f"rw-{as_of:%Y%m%d%H%M}", self.consecutive_failures)
+            self.cycle.risk_watch(f"rw-{self._salt_time(as_of):%Y%m%d%H%M}",
+                                  self.consecutive_failures)
             self.cycle.run(as_of)
             self.driver.persist()
             self.cycles_done += 1
             return True
+
+    def _salt_time(self, as_of: datetime) -> datetime:
+        """The risk watch's id salt: the simulated step in replay, the minute on a venue."""
+        return self.driver.salt_time() if isinstance(self.driver, WallClock) else as_of
 
     def run_cycles(self, count: int) -> int:
         """Run ``count`` cycles back to back (``--once``/``--cycles``); stop early on a signal."""
@@ -128,23 +167,33 @@ class Daemon:
         return self.cycles_done
 
     # -- scheduled service -----------------------------------------------------------------
+    def _intervals(self) -> tuple[float, float, float]:
+        """(cycle, signals, risk watch) seconds: replay ticks, or the scheduler's intervals."""
+        if isinstance(self.driver, ReplayDriver):
+            tick = self.settings.replay.tick_seconds
+            return tick, tick, max(tick / 4, 0.05)
+        s = self.settings.scheduler
+        return s.cycle_seconds, s.signal_refresh_seconds, s.risk_watch_seconds
+
     def run_forever(self) -> None:
-        tick = self.settings.replay.tick_seconds
+        cycle_every, signals_every, risk_every = self._intervals()
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
         now = datetime.now(UTC)
-        scheduler.add_job(self._job(self._cycle_job), "interval", seconds=tick, id="cycle",
-                          next_run_time=now)
-        scheduler.add_job(self._job(self._signals_job), "interval", seconds=tick,
-                          id="signals", next_run_time=now + timedelta(seconds=tick / 2))
-        scheduler.add_job(self._job(self._risk_job), "interval", seconds=max(tick / 4, 0.05),
+        scheduler.add_job(self._job(self._cycle_job), "interval", seconds=cycle_every,
+                          id="cycle", next_run_time=now)
+        scheduler.add_job(self._job(self._signals_job), "interval", seconds=signals_every,
+                          id="signals", next_run_time=now + timedelta(
+                              seconds=min(cycle_every, signals_every) / 2))
+        scheduler.add_job(self._job(self._risk_job), "interval", seconds=risk_every,
                           id="risk_watch")
         self._install_signal_handlers()
         scheduler.start()
-        self.log.info("scheduler.started", tick_seconds=tick,
+        self.log.info("scheduler.started", tick_seconds=cycle_every,
+                      signal_refresh_seconds=signals_every, risk_watch_seconds=risk_every,
                       jobs=[j.id for j in scheduler.get_jobs()])
         try:
             while not self.stop_event.wait(0.2):
@@ -172,11 +221,13 @@ class Daemon:
 
     def _signals_job(self) -> None:
         with self.lock:
-            self.cycle.refresh_signals(self.driver.cursor)
+            when = (self.driver.as_of() if isinstance(self.driver, WallClock)
+                    else self.driver.cursor)
+            self.cycle.refresh_signals(when)
 
     def _risk_job(self) -> None:
         with self.lock:
-            self.cycle.risk_watch(f"rw-{self.driver.cursor:%Y%m%d%H%M}",
+            self.cycle.risk_watch(f"rw-{self._salt_time(self.driver.cursor):%Y%m%d%H%M}",
                                   self.consecutive_failures)
 
     # -- stopping --------------------------------------------------------------------------
@@ -204,3 +255,5 @@ class Daemon:
             if acquired:
                 self.lock.release()
             self.store.close()
+            if isinstance(self.driver, WallClock):
+                self._venue_exchange.close()

@@ -1,0 +1,143 @@
+"""Wiring for a real venue (testnet, demo, live): the ccxt adapter, its signals, a wall clock.
+
+Paper mode replays history on a simulated clock; here the exchange is the source of truth
+for both holdings and prices, and time is the wall clock. Secrets are unwrapped only at the
+adapter's construction (``get_secret_value``) and live on inside the ccxt instances and the
+adapter's scrubber; nothing in this module logs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.config import Settings
+from bot.domain.models import MarketKind, SectorSpec, TokenSpec, Universe
+from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryPolicy
+from bot.exchange.port import ExchangeError
+from bot.sources.market import VenueSignals
+
+
+class VenueStartupError(Exception):
+    """The venue cannot be used with this configuration (keys refused, nothing listed)."""
+
+
+class WallClock:
+    """The clock of a live daemon: decisions are taken ``as of`` the current UTC hour.
+
+    Every price signal is a daily candle stamped at its close (00:00 UTC), so any ``as_of``
+    within a day sees the same closes; funding and fetch failures change within the day,
+    though. Aligning to the hour lets the hourly signal job fetch anew (and so retry a fetch
+    that failed and left a signal stale), while cycles repeated within one hour reuse one
+    snapshot and, unless the book moved, one decision id and its orders' client ids. The risk
+    watch, which must be free to act again within the hour, salts its ids with the current
+    minute instead (:meth:`salt_time`).
+    """
+
+    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
+        self._now = now or (lambda: datetime.now(UTC))
+        self.cursor = self.as_of()
+        self.resumed = False
+
+    def as_of(self) -> datetime:
+        return self._now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+    def salt_time(self) -> datetime:
+        return self._now().astimezone(UTC).replace(second=0, microsecond=0)
+
+    def advance(self) -> datetime:
+        self.cursor = self.as_of()
+        return self.cursor
+
+    def persist(self) -> None:
+        """Nothing to keep: the venue holds the positions, the store the decisions."""
+
+
+@dataclass
+class VenueSetup:
+    exchange: CcxtExchange
+    signals: VenueSignals
+    universe: Universe
+    clock: WallClock
+
+
+def build_exchange(settings: Settings, universe: Universe) -> CcxtExchange:
+    """The ccxt adapter for ``settings``, trading the universe's spot and perp tokens."""
+    ex = settings.exchange
+
+    def secret(value: Any) -> str | None:
+        return None if value is None else str(value.get_secret_value())
+
+    tokens = universe.all_tokens()
+    return CcxtExchange(
+        ex.name, settings.mode,
+        api_key=secret(ex.api_key), api_secret=secret(ex.api_secret),
+        password=secret(ex.password),
+        tokens=[t.symbol for t in tokens if t.spot],
+        perp_tokens=[t.symbol for t in tokens if t.perp],
+        max_leverage=settings.risk.max_leverage, margin_mode=ex.margin_mode,
+        https_proxy=ex.https_proxy, trust_env=ex.trust_env, ca_bundle=ex.ca_bundle,
+        retry=RetryPolicy(read_attempts=ex.read_attempts))
+
+
+def listed_universe(universe: Universe, exchange: CcxtExchange, log: Any) -> Universe:
+    """The universe as the venue lists it: a token's spot/perp flag is kept only where its
+    market exists; a token with neither market left is dropped (and logged), so the engine
+    never targets a market the planner could not trade."""
+    markets = exchange.load_markets()
+    dropped: list[str] = []
+
+    def fit(token: TokenSpec) -> TokenSpec | None:
+        spot = token.spot and (token.symbol, MarketKind.SPOT) in markets
+        perp = token.perp and (token.symbol, MarketKind.PERP) in markets
+        if not spot and not perp:
+            dropped.append(token.symbol)
+            return None
+        return dataclasses.replace(token, spot=spot, perp=perp)
+
+    core = tuple(t for t in map(fit, universe.core) if t is not None)
+    sectors = tuple(
+        SectorSpec(s.name, s.bucket, tuple(t for t in map(fit, s.tokens) if t is not None),
+                   s.cycle_stage)
+        for s in universe.sectors)
+    if dropped:
+        log.info("universe.dropped", tokens=sorted(dropped), reason="not listed by the venue")
+    # Tokens kept on one market only (e.g. listed spot, no perp): the engine will not use
+    # the other one, which an operator comparing with sectors.toml wants to know.
+    partial = sorted(f"{t} {k.value}: {why}" for (t, k), why in exchange.dropped.items()
+                     if t not in dropped)
+    if partial:
+        log.info("universe.dropped", tokens=sorted({p.split()[0] for p in partial}),
+                 reason="market not listed by the venue", markets=partial)
+    if not core:
+        raise VenueStartupError(f"universe: no core token is listed on {exchange.name}")
+    return Universe(core=core, sectors=sectors)
+
+
+def build_venue(settings: Settings, universe: Universe, lookback_days: int,
+                log: Any) -> VenueSetup:
+    """Adapter, venue-restricted universe, signal source and clock for a non-paper mode.
+
+    This is the start-up check, before anything is scheduled or written: markets are
+    loaded (an unreachable venue shows now) and the balances read, because market data is
+    public and refused keys would otherwise only show in the first cycle's signed request.
+    """
+    exchange = build_exchange(settings, universe)
+    try:
+        restricted = listed_universe(universe, exchange, log)
+        exchange.fetch_balances()
+    except CredentialsRejected as exc:
+        exchange.close()
+        raise VenueStartupError(f"exchange.api_key: {exc}") from exc
+    except ExchangeError:
+        exchange.close()
+        raise
+    signals = VenueSignals(exchange, restricted.all_tokens(), lookback_days, log)
+    return VenueSetup(exchange, signals, restricted, WallClock())
+
+
+__all__ = ["VenueSetup", "VenueStartupError", "WallClock", "build_exchange", "build_venue",
+           "listed_universe"]

@@ -1,0 +1,127 @@
+"""Signals read from the trading venue itself, for the testnet, demo and live modes.
+
+Replay mode gets its history from files; outside replay the only source wired today is the
+exchange: daily candles (closes and quote volumes) per token and the current funding rate
+per perpetual. Sector metrics (TVL, fees, developer activity) need a DefiLlama-style provider
+that does not exist yet, so they are left absent: the engine treats missing as missing and
+scores sectors on what it has (momentum, liquidity, funding), saying so in its reasons.
+
+Time follows the replay's convention so the engine cannot tell the two sources apart: the
+candle of day D is stamped at D+1 00:00 UTC (the moment it closed), and only candles closed
+at ``as_of`` are visible, so today's still-open candle never enters a decision.
+
+A fetch that fails after the adapter's retries does not raise: it marks its signal stale
+(``prices:<TOKEN>``; ``prices`` when no token's prices could be read; ``funding``), and the
+engine holds rather than move money on a partial picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.domain.models import MarketKind, MarketSnapshot, Series, TokenSpec
+from bot.exchange.ccxt_exchange import CcxtExchange
+from bot.exchange.port import ExchangeError
+
+DAY = timedelta(days=1)
+DAY_MS = 86_400_000
+MAX_CANDLES = 1000
+"""Binance spot serves at most 1000 klines per request (USD-M 1500); one request per token."""
+
+
+def candle_series(rows: Iterable[Any], visible_until: datetime) -> tuple[Series, Series]:
+    """ccxt daily OHLCV rows as (closes, quote volumes), each stamped at its close.
+
+    Rows whose candle has not closed by ``visible_until`` are dropped (today's open candle).
+    ccxt's unified OHLCV has base volume only, so the quote volume is base volume x close:
+    the engine uses it to rank liquidity, where that approximation is ample.
+    """
+    closes: dict[datetime, float] = {}
+    volumes: dict[datetime, float] = {}
+    for row in rows:
+        try:
+            opened, close, volume = int(row[0]), float(row[4]), float(row[5] or 0.0)
+        except (TypeError, ValueError, IndexError):
+            continue  # a malformed row is missing data, not a reason to drop the token
+        stamp = datetime.fromtimestamp((opened - opened % DAY_MS) / 1000, UTC) + DAY
+        if stamp > visible_until or not close > 0:
+            continue
+        closes[stamp] = close
+        volumes[stamp] = max(volume, 0.0) * close
+    order = sorted(closes)
+    return (Series(tuple((t, closes[t]) for t in order)),
+            Series(tuple((t, volumes[t]) for t in order)))
+
+
+class VenueSignals:
+    """A :class:`bot.service.cycle.SignalSource` over a :class:`CcxtExchange`.
+
+    ``tokens`` is the (venue-restricted) universe. A token's closes come from its spot
+    market, or from its perpetual when it has no spot market (hedge-only tokens), so every
+    token the engine may score has a price history.
+    """
+
+    def __init__(self, exchange: CcxtExchange, tokens: Iterable[TokenSpec],
+                 lookback_days: int, log: Any) -> None:
+        self.exchange = exchange
+        self.tokens = tuple(tokens)
+        self.lookback_days = lookback_days
+        self.log = log
+
+    def snapshot(self, as_of: datetime) -> MarketSnapshot:
+        as_of = as_of.astimezone(UTC)
+        since = as_of - timedelta(days=self.lookback_days)
+        stale: set[str] = set()
+        closes: dict[str, Series] = {}
+        volumes: dict[str, Series] = {}
+        for token in self.tokens:
+            try:
+                rows = self._daily_candles(token)
+            except ExchangeError as exc:
+                # The error text is already scrubbed of secrets by the adapter.
+                self.log.warning("signal.fetch_failed", signal=f"prices:{token.symbol}",
+                                 error=str(exc))
+                stale.add(f"prices:{token.symbol}")
+                continue
+            close, volume = candle_series(rows, as_of)
+            close, volume = _after(close, since), _after(volume, since)
+            if close.points:
+                closes[token.symbol] = close
+                volumes[token.symbol] = volume
+        if not closes:
+            stale.add("prices")
+        funding: dict[str, Series] = {}
+        perps = [t.symbol for t in self.tokens if t.perp]
+        if perps:
+            try:
+                rates = self.exchange.fetch_funding_rates(perps)
+            except ExchangeError as exc:
+                self.log.warning("signal.fetch_failed", signal="funding", error=str(exc))
+                stale.add("funding")
+            else:
+                # The venue reports the rate for the period under way; it is what is known
+                # at this cycle, so it is stamped at ``as_of`` (a later stamp would be
+                # invisible to a decision taken as of ``as_of``).
+                funding = {t: Series(((as_of, r.hourly_rate),)) for t, r in sorted(rates.items())}
+        return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
+                              funding=funding, stale=frozenset(stale))
+
+    def _daily_candles(self, token: TokenSpec) -> list[Any]:
+        """One klines request through the adapter's retrying, secret-scrubbing caller."""
+        kinds = (MarketKind.SPOT, MarketKind.PERP) if token.spot else (MarketKind.PERP,)
+        markets = self.exchange.load_markets()
+        kind = next((k for k in kinds if (token.symbol, k) in markets), None)
+        if kind is None:
+            raise ExchangeError(f"{token.symbol} has no listed market on {self.exchange.name}")
+        instance, symbol, _ = self.exchange.route(token.symbol, kind)
+        limit = min(self.lookback_days + 2, MAX_CANDLES)
+        rows = self.exchange.caller.read(
+            instance, f"fetch_ohlcv {symbol}",
+            lambda: instance.fetch_ohlcv(symbol, "1d", None, limit))
+        return list(rows or [])
+
+
+def _after(series: Series, since: datetime) -> Series:
+    return Series(tuple(p for p in series.points if p[0] > since))

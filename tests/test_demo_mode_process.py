@@ -1,0 +1,180 @@
+"""Demo mode as a process: ``sectorbot run --once`` on Binance demo, served by the emulator.
+
+The daemon runs unmodified in a subprocess (``tests/demo_launcher.py`` only reroutes ccxt's
+transport to the emulator, keeping the real host names), so this is the path an operator
+takes: config file, keys from the environment, markets, signals from the venue's klines and
+funding, a decision, signed orders, state written. The unit tests at the end pin the
+signal source's time convention without a process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.service.venue import WallClock
+from bot.sources.market import candle_series
+from tests.daemon_proc import REPO, env_for, events, named
+from tests.demo_launcher import EMULATOR_ENV
+from tests.exchange_emulator import BinanceEmulator
+
+KEY, SECRET = "demo-key-7f3a9c21", "demo-secret-b84e6d0f59a2"
+EMULATOR_TOKENS = {"BTC", "ETH", "SOL", "LINK", "AAVE", "UNI", "ARB"}
+
+
+@pytest.fixture
+def emu() -> Iterator[BinanceEmulator]:
+    with BinanceEmulator(KEY, SECRET) as emulator:
+        yield emulator
+
+
+def run_demo(emu: BinanceEmulator, tmp_path: Path, *args: str,
+             **extra: str) -> subprocess.CompletedProcess[str]:
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text('mode = "demo"\n\n[exchange]\nname = "binance"\n')
+    keys = {"SECTORBOT__EXCHANGE__API_KEY": KEY, "SECTORBOT__EXCHANGE__API_SECRET": SECRET,
+            EMULATOR_ENV: emu.base_url}
+    env = env_for(tmp_path / "state.sqlite3", **{**keys, **extra})
+    return subprocess.run([sys.executable, "-m", "tests.demo_launcher", "run", *args,
+                           "--config", str(cfg)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+def assert_no_secret(proc: subprocess.CompletedProcess[str], state: Path) -> None:
+    for secret in (KEY, SECRET):
+        assert secret not in proc.stdout and secret not in proc.stderr
+        for path in state.parent.glob(state.name + "*"):
+            assert secret.encode() not in path.read_bytes()
+
+
+@pytest.mark.process
+def test_demo_once_completes_a_cycle_against_the_emulator(emu: BinanceEmulator,
+                                                          tmp_path: Path) -> None:
+    proc = run_demo(emu, tmp_path, "--once")
+    assert proc.returncode == 0, proc.stderr
+    evs = events(proc.stdout)
+    started = named(evs, "daemon.started")[0]
+    assert (started["mode"], started["exchange"], started["tokens"]) == ("demo", "binance", 7)
+    dropped = {t for e in named(evs, "universe.dropped") for t in e["tokens"]}
+    assert dropped and not dropped & EMULATOR_TOKENS
+
+    [refreshed] = named(evs, "signals.refreshed")
+    assert (refreshed["tokens"], refreshed["funding"], refreshed["stale"]) == (7, 7, 0)
+    assert refreshed["metrics"] == []  # no sector-metrics provider outside replay yet
+    [decision] = named(evs, "decision.made")
+    assert decision["action"] == "rebalance"
+    assert decision["regime"] == "bull"  # 400 daily closes: the 200-day filter has data
+    [completed] = named(evs, "cycle.completed")
+    assert completed["decision_id"] == decision["decision_id"]
+    assert completed["orders_sent"] >= 1 and completed["orders_filled"] >= 1
+    assert named(evs, "daemon.stopped")[0]["clean"] is True
+
+    # Only the demo hosts were addressed, and the venue saw what a cycle needs.
+    assert {r.host for r in emu.requests} == {"demo-api.binance.com", "demo-fapi.binance.com"}
+    for path in ("/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo", "/api/v3/account",
+                 "/fapi/v3/account", "/fapi/v1/premiumIndex"):
+        assert emu.count("GET", path), f"no GET {path}"
+    klines = emu.requests_for("GET", "/api/v3/klines")
+    assert {r.params["symbol"] for r in klines} == {f"{t}USDT" for t in EMULATOR_TOKENS}
+    assert all(r.params["interval"] == "1d" and int(r.params["limit"]) >= 200 for r in klines)
+    orders = emu.requests_for("POST", "/api/v3/order") + emu.requests_for("POST",
+                                                                         "/fapi/v1/order")
+    assert len(orders) == completed["orders_sent"]
+    assert all(r.params["newClientOrderId"].startswith("sb-") for r in orders)
+    assert all(r.api_key == KEY for r in emu.requests if r.path.endswith("/account"))
+    assert emu.book.spot.get("BTC", 0) > 0
+    assert_no_secret(proc, tmp_path / "state.sqlite3")
+
+    status = subprocess.run([sys.executable, "-m", "bot", "status", "--config",
+                             str(tmp_path / "demo.toml")], cwd=tmp_path,
+                            env=env_for(tmp_path / "state.sqlite3",
+                                        SECTORBOT__EXCHANGE__API_KEY=KEY,
+                                        SECTORBOT__EXCHANGE__API_SECRET=SECRET),
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert "equity:" in status.stdout
+
+
+@pytest.mark.process
+def test_klines_5xx_marks_prices_stale_and_the_engine_holds(emu: BinanceEmulator,
+                                                            tmp_path: Path) -> None:
+    emu.inject_status(503, times=None, path="/api/v3/klines")
+    proc = run_demo(emu, tmp_path, "--once", SECTORBOT__EXCHANGE__READ_ATTEMPTS="2")
+    assert proc.returncode == 0, proc.stderr
+    evs = events(proc.stdout)
+    stale = {e["signal"] for e in named(evs, "signal.stale")}
+    assert "prices" in stale
+    assert {f"prices:{t}" for t in EMULATOR_TOKENS} <= stale
+    assert "funding" not in stale  # premiumIndex answered: only the failed signal is stale
+    [decision] = named(evs, "decision.made")
+    assert decision["action"] == "hold"
+    assert any("prices stale" in r for r in decision["reasons"])
+    [completed] = named(evs, "cycle.completed")
+    assert (completed["action"], completed["orders_sent"]) == ("hold", 0)
+    assert emu.count("POST") == 0
+    assert emu.count("GET", "/api/v3/klines") == 2 * len(EMULATOR_TOKENS)  # retried, then stale
+    assert_no_secret(proc, tmp_path / "state.sqlite3")
+
+
+@pytest.mark.process
+def test_refused_keys_exit_2_naming_no_secret_and_writing_nothing(emu: BinanceEmulator,
+                                                                   tmp_path: Path) -> None:
+    proc = run_demo(emu, tmp_path, "--once", SECTORBOT__EXCHANGE__API_SECRET="wrong-" + SECRET)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("config error: exchange.api_key:")
+    assert "Signature" in proc.stderr  # Binance's -1022, mapped by ccxt as in production
+    assert SECRET not in proc.stdout + proc.stderr and KEY not in proc.stdout + proc.stderr
+    assert not (tmp_path / "state.sqlite3").exists()
+    assert emu.count("POST") == 0
+
+
+@pytest.mark.process
+def test_a_venue_listing_no_core_token_refuses_the_start(emu: BinanceEmulator,
+                                                         tmp_path: Path) -> None:
+    (tmp_path / "u.toml").write_text('[core]\ntokens = ["DOGE"]\n')
+    proc = run_demo(emu, tmp_path, "--once", SECTORBOT__UNIVERSE_FILE=str(tmp_path / "u.toml"))
+    assert proc.returncode == 2
+    assert "no core token is listed on binance" in proc.stderr
+    assert not (tmp_path / "state.sqlite3").exists()
+
+
+def test_launcher_refuses_to_run_without_the_emulator(tmp_path: Path) -> None:
+    env: dict[str, Any] = env_for(tmp_path / "s.sqlite3")
+    env.pop(EMULATOR_ENV, None)
+    proc = subprocess.run([sys.executable, "-m", "tests.demo_launcher", "run", "--once"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and EMULATOR_ENV in proc.stderr
+
+
+# -- the signal source's time convention ---------------------------------------------------
+
+def _row(day: datetime, close: float, volume: float = 10.0) -> list[Any]:
+    ms = int(day.timestamp() * 1000)
+    return [ms, close, close, close, close, volume]
+
+
+def test_candle_of_day_d_is_stamped_at_its_close_and_the_open_candle_is_dropped() -> None:
+    d1 = datetime(2025, 3, 1, tzinfo=UTC)
+    rows = [_row(d1, 10.0), _row(d1 + timedelta(days=1), 11.0, 2.0),
+            _row(d1 + timedelta(days=2), 12.0)]  # the last one is still open at as_of
+    as_of = d1 + timedelta(days=2, hours=15)
+    closes, volumes = candle_series(rows, as_of)
+    assert closes.points == ((d1 + timedelta(days=1), 10.0), (d1 + timedelta(days=2), 11.0))
+    assert volumes.points == ((d1 + timedelta(days=1), 100.0), (d1 + timedelta(days=2), 22.0))
+    # A malformed or non-positive row is missing data, not an error.
+    closes, _ = candle_series([_row(d1, 0.0), ["x"], _row(d1 + timedelta(days=1), 5.0)],
+                              d1 + timedelta(days=3))
+    assert closes.points == ((d1 + timedelta(days=2), 5.0),)
+
+
+def test_wall_clock_decides_as_of_the_utc_hour_and_salts_by_the_minute() -> None:
+    now = datetime(2025, 3, 1, 14, 37, 12, 5, tzinfo=UTC)
+    clock = WallClock(lambda: now)
+    assert clock.advance() == datetime(2025, 3, 1, 14, tzinfo=UTC) == clock.cursor
+    assert clock.salt_time() == datetime(2025, 3, 1, 14, 37, tzinfo=UTC)
