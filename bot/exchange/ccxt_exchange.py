@@ -259,11 +259,14 @@ class CcxtExchange:
         with self._lock:
             free: dict[str, Decimal] = {}
             total: dict[str, Decimal] = {}
-            for wallet in self.fetch_wallet_balances().values():
+            wallets = self.fetch_wallet_balances()
+            for wallet in wallets.values():
                 for asset, amount in wallet.total.items():
                     total[asset] = total.get(asset, Decimal(0)) + amount
                     free[asset] = free.get(asset, Decimal(0)) + wallet.free.get(asset, Decimal(0))
-            return Balances(free=free, total=total)
+            spot = wallets.get(MarketKind.SPOT)
+            spot_free = spot.free.get(QUOTE, Decimal(0)) if spot is not None else None
+            return Balances(free=free, total=total, spot_quote_free=spot_free)
 
     def fetch_wallet_balances(self) -> dict[MarketKind, Balances]:
         """Each wallet on its own, for callers that must know where USDT sits."""

@@ -24,10 +24,16 @@ from bot.domain.models import (
 
 @dataclass(frozen=True, slots=True)
 class Balances:
-    """Per-asset balances; ``total`` includes margin posted for open perps."""
+    """Per-asset balances; ``total`` includes margin posted for open perps.
+
+    ``spot_quote_free`` is the USDT that spot buys can actually use. On venues with separate
+    spot and futures wallets (Binance) it is the spot wallet's free USDT, which is less than
+    ``free[USDT]``; None means one wallet, so ``free[USDT]`` is spendable as it is.
+    """
 
     free: Mapping[str, Decimal]
     total: Mapping[str, Decimal]
+    spot_quote_free: Decimal | None = None
 
 
 class ExchangeError(Exception):

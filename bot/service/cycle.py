@@ -42,7 +42,9 @@ def read_portfolio(exchange: ExchangePort, tokens: list[str]) -> Portfolio:
         prices.setdefault(token, p.mark_price)
     spot = {a: amt for a, amt in balances.total.items() if a != QUOTE and amt > 0}
     return Portfolio(cash=balances.total.get(QUOTE, Decimal(0)), spot=spot, perps=perps,
-                     prices=prices, free_cash=balances.free.get(QUOTE, Decimal(0)))
+                     prices=prices,
+                     free_cash=balances.spot_quote_free if balances.spot_quote_free is not None
+                     else balances.free.get(QUOTE, Decimal(0)))
 
 
 @dataclass(frozen=True)
