@@ -30,6 +30,7 @@ from bot.domain.models import SectorSpec, Universe
 from bot.exchange.paper import PaperConfig, PaperExchange
 from bot.exchange.port import ExchangePort
 from bot.service.cycle import SignalSource, TradingCycle
+from bot.service.reconcile import reconcile
 from bot.service.replay_driver import PAPER_KEY, ReplayDriver, ReplaySignals
 from bot.service.venue import VenueStartupError, WallClock, build_venue
 from bot.sources.replay import ReplayData, bundled_sample_dir
@@ -86,6 +87,8 @@ class Daemon:
                      state=str(settings.state.path), data_dir=None,
                      tokens=len(self.universe.all_tokens()), resumed_at=None,
                      start=self.driver.cursor.isoformat())
+        # Crash-only: every start settles what a previous run left unfinished.
+        reconcile(self.exchange, self.store, log)
 
     def _wire_paper(self) -> SignalSource:
         """Replayed history on the simulated exchange (unchanged since paper mode shipped)."""

@@ -1,0 +1,63 @@
+"""Start-up reconciliation: make the order journal agree with the venue before trading.
+
+Crash-only design: a daemon killed at any point restarts through here. Every journalled
+order whose outcome is not final (pending: written but maybe never sent; unknown: sent, no
+answer; open: resting) is looked up on the venue by its client id and settled. Positions the
+venue holds that no journalled order explains are adopted: logged ``reconcile.adopted`` and
+left to the risk watch, which protects any leveraged position without a stop at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.domain.models import MarketKind, OrderStatus
+from bot.exchange.port import ExchangePort
+from bot.store.repo import StateStore
+
+UNSETTLED = (OrderStatus.PENDING, OrderStatus.UNKNOWN, OrderStatus.OPEN)
+NEVER_SENT = "not on the venue at reconciliation: the crash came before the send"
+
+
+@dataclass
+class ReconcileReport:
+    settled: list[str] = field(default_factory=list)
+    never_sent: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+
+
+def reconcile(exchange: ExchangePort, store: StateStore, log: Any) -> ReconcileReport:
+    """Settle unsettled journal entries by client id; adopt unexplained positions."""
+    report = ReconcileReport()
+    for row in store.orders(UNSETTLED):
+        market = MarketKind(row.market)
+        known = exchange.fetch_order_by_client_id(row.client_id, row.token, market,
+                                                  trigger=row.order_type == "stop_market")
+        if known is not None:
+            store.journal_result(known)
+            report.settled.append(row.client_id)
+            log.info("reconcile.settled", client_id=row.client_id, token=row.token,
+                     was=row.status, now=known.status.value, filled=str(known.filled))
+        elif row.status != OrderStatus.OPEN.value:
+            # Expired, so a re-run of the same decision may send it (once): the venue has
+            # never seen this client id.
+            store.journal_failure(row.client_id, OrderStatus.EXPIRED, NEVER_SENT)
+            report.never_sent.append(row.client_id)
+            log.warning("reconcile.never_sent", client_id=row.client_id, token=row.token)
+        else:
+            store.journal_failure(row.client_id, OrderStatus.UNKNOWN,
+                                  "open in the journal, unknown to the venue")
+            log.warning("order.unknown", client_id=row.client_id,
+                        reason="open in the journal, unknown to the venue")
+    journalled = {(o.token, o.market) for o in store.orders() if o.filled > 0}
+    for position in exchange.fetch_positions():
+        if position.amount != 0 and (position.token, MarketKind.PERP.value) not in journalled:
+            report.adopted.append(position.token)
+            log.warning("reconcile.adopted", token=position.token, amount=str(position.amount),
+                        entry_price=str(position.entry_price),
+                        stop_price=None if position.stop_price is None
+                        else str(position.stop_price))
+    log.info("reconcile.completed", settled=len(report.settled),
+             never_sent=len(report.never_sent), adopted=len(report.adopted))
+    return report
