@@ -85,8 +85,10 @@ class Executor:
             # Journalled but unknown to the venue: the crash came before the send.
         if intent.market is MarketKind.PERP and intent.leverage is not None:
             try:
-                self.exchange.set_margin_mode(intent.token, self.margin_mode)
+                # Leverage first: a venue adapter refuses a leverage above the cap before any
+                # request, so a refused order leaves no trace (not even a margin-mode change).
                 self.exchange.set_leverage(intent.token, intent.leverage)
+                self.exchange.set_margin_mode(intent.token, self.margin_mode)
             except ExchangeError as exc:
                 self.store.journal_failure(intent.client_id, OrderStatus.REJECTED, str(exc))
                 self.log.warning("order.rejected", client_id=intent.client_id,

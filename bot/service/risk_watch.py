@@ -111,6 +111,7 @@ class RiskWatch:
                              apr=round(apr, 4), threshold=self.limits.funding_exit_apr)
             self.executor.submit(close_intent(position, salt, f"funding {apr:.1%} APR"), None,
                                  report)
+            self._cancel_stops(position.token)
             blocked.add(position.token)
         rearm = self.limits.funding_exit_apr * FUNDING_REARM_RATIO
         for token in sorted(blocked):
@@ -119,6 +120,16 @@ class RiskWatch:
                 blocked.discard(token)
                 self.log.info("funding.normalised", token=token, apr=round(rate.annualised, 4))
         self.store.put(FUNDING_BLOCK_KEY, sorted(blocked))
+
+    def _cancel_stops(self, token: str) -> None:
+        """Drop a closed position's stops ourselves: not every venue cancels them on close."""
+        for order in self.exchange.fetch_open_orders(trigger=True):
+            if order.token == token:
+                try:
+                    self.exchange.cancel_order(order)
+                except ExchangeError as exc:
+                    self.log.warning("order.cancel_failed", client_id=order.client_id,
+                                     reason=str(exc))
 
     def _live_perps(self) -> dict[str, PerpPosition]:
         return {p.token: p for p in self.exchange.fetch_positions() if p.amount != 0}
