@@ -19,6 +19,9 @@ from ccxt.base.exchange import Exchange
 from tests.exchange_emulator.transport import RerouteAdapter
 
 EMULATOR_ENV = "SECTORBOT_TEST_EMULATOR_URL"
+NO_THROTTLE_ENV = "SECTORBOT_TEST_NO_THROTTLE"
+"""Set to 1 to turn ccxt's client-side throttle off: the emulator has no limit to respect,
+and the crash tests restart the daemon many times."""
 
 
 def install(target: str) -> None:
@@ -27,6 +30,8 @@ def install(target: str) -> None:
 
     def routed_init(self: Any, config: Any = None) -> None:
         original(self, {} if config is None else config)
+        if os.environ.get(NO_THROTTLE_ENV) == "1":
+            self.enableRateLimit = False
         adapter = RerouteAdapter(target)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
