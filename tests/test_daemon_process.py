@@ -37,6 +37,16 @@ def test_thirty_cycles_rotate_and_status_shows_positions(tmp_path: Path) -> None
     assert len(named(evs, "cycle.completed")) == 30
     rotations = {e["rotation"] for e in named(evs, "decision.made") if e.get("rotation")}
     assert rotations, "expected at least one rotation on the bundled data within 30 cycles"
+    from bot.store.repo import StateStore
+
+    store = StateStore(state)
+    try:
+        # What each decision saw is kept, and every funding settlement on the paper perps.
+        snapshot = store.signal_snapshot()
+        assert snapshot is not None and snapshot.payload["closes"]["BTC"] is not None
+        assert len(store.decisions()) == 30
+    finally:
+        store.close()
     status = run_cli(["status"], state, tmp_path)
     assert status.returncode == 0, status.stderr
     assert "equity:" in status.stdout

@@ -13,7 +13,15 @@ from typing import Any, Protocol
 
 from bot.domain.codec import rotation_state_from_dict, rotation_state_to_dict
 from bot.domain.engine import decide
-from bot.domain.models import QUOTE, Decision, MarketKind, MarketSnapshot, Portfolio, Universe
+from bot.domain.models import (
+    QUOTE,
+    Decision,
+    MarketKind,
+    MarketSnapshot,
+    Portfolio,
+    Series,
+    Universe,
+)
 from bot.domain.params import StrategyParams
 from bot.domain.planner import plan_orders
 from bot.domain.risk import check_overlay
@@ -31,6 +39,21 @@ class SignalSource(Protocol):
 
     def snapshot(self, as_of: datetime) -> MarketSnapshot:
         ...
+
+
+def snapshot_summary(snap: MarketSnapshot) -> dict[str, Any]:
+    """The latest value of every signal a decision saw (the full history is in the source);
+    enough to see afterwards what the engine was looking at, small enough to keep per cycle."""
+    def latest(series: Series) -> list[Any] | None:
+        last = series.last()
+        return None if last is None else [last[0].isoformat(), last[1]]
+
+    return {
+        "closes": {t: latest(s) for t, s in sorted(snap.closes.items())},
+        "funding": {t: latest(s) for t, s in sorted(snap.funding.items())},
+        "sector_metrics": {sector: {m: latest(s) for m, s in sorted(metrics.items())}
+                           for sector, metrics in sorted(snap.sector_metrics.items())},
+    }
 
 
 def read_portfolio(exchange: ExchangePort, tokens: list[str]) -> Portfolio:
@@ -82,6 +105,7 @@ class TradingCycle:
                       funding=len(snap.funding), stale=len(snap.stale))
         for key in sorted(snap.stale):
             self.log.warning("signal.stale", signal=key, as_of=as_of.isoformat())
+        self.store.record_signal_snapshot(as_of, snapshot_summary(snap), snap.stale)
         self._snapshot = snap
         return snap
 

@@ -70,7 +70,7 @@ class ReplayDriver:
         funding = self.data.funding_rates(nxt, max_age=FUNDING_MAX_AGE)
         events = self.exchange.update_market(nxt, self.data.marks(nxt), funding, ranges)
         for ev in events:
-            self._log_event(ev)
+            self._log_event(ev, nxt)
         self.cursor = nxt
         return nxt
 
@@ -78,7 +78,7 @@ class ReplayDriver:
         self.store.put(PAPER_KEY, self.exchange.to_state())
         self.store.put(CURSOR_KEY, self.cursor.isoformat())
 
-    def _log_event(self, ev: PaperEvent) -> None:
+    def _log_event(self, ev: PaperEvent, when: datetime) -> None:
         fields = dict(token=ev.token, amount=str(ev.amount), price=str(ev.price),
                       cash_delta=str(ev.cash_delta), detail=ev.detail)
         if ev.kind == "stop_triggered":
@@ -92,5 +92,6 @@ class ReplayDriver:
             self.log.error("position.liquidated", **fields)
         elif ev.kind == "funding":
             self.log.info("funding.paid", **fields)
+            self.store.record_funding(ev.token, when, ev.cash_delta)
         else:
             self.log.info(f"paper.{ev.kind}", client_id=ev.client_id, **fields)
