@@ -39,7 +39,7 @@ class RecordingLog:
     def _record(self, event: str, **fields: Any) -> None:
         self.events.append((event, fields))
 
-    info = warning = error = exception = _record
+    debug = info = warning = error = exception = _record
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [f for e, f in self.events if e == event]

@@ -147,6 +147,7 @@ class Daemon:
                 self.log.info("replay.finished", last=self.driver.cursor.isoformat(),
                               cycles=self.cycles_done)
                 return False
+            reconcile(self.exchange, self.store, self.log)
             self.cycle.risk_watch(f"rw-{self._salt_time(as_of):%Y%m%d%H%M}",
                                   self.consecutive_failures)
             self.cycle.run(as_of)

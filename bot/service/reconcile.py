@@ -58,6 +58,10 @@ def reconcile(exchange: ExchangePort, store: StateStore, log: Any) -> ReconcileR
                         entry_price=str(position.entry_price),
                         stop_price=None if position.stop_price is None
                         else str(position.stop_price))
-    log.info("reconcile.completed", settled=len(report.settled),
-             never_sent=len(report.never_sent), adopted=len(report.adopted))
+    busy = report.settled or report.never_sent or report.adopted
+    # Every cycle reconciles (crash-only, and it catches orders settled behind our back);
+    # a pass that found nothing is only worth a debug line.
+    (log.info if busy else log.debug)(
+        "reconcile.completed", settled=len(report.settled),
+        never_sent=len(report.never_sent), adopted=len(report.adopted))
     return report
