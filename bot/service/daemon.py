@@ -75,18 +75,15 @@ class Daemon:
             universe=self.universe, params=settings.strategy, limits=settings.risk.limits(),
             exchange=self.exchange, store=self.store, signals=signals, log=log,
             margin_mode=settings.exchange.margin_mode)
-        if isinstance(self.driver, ReplayDriver):
-            log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,
-                     state=str(settings.state.path), data_dir=str(self._data_dir),
-                     tokens=len(self.universe.all_tokens()),
-                     resumed_at=(self.driver.cursor.isoformat() if self.driver.resumed
-                                 else None),
-                     start=None if self.driver.resumed else self._start.isoformat())
-        else:
-            log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,
-                     state=str(settings.state.path), data_dir=None,
-                     tokens=len(self.universe.all_tokens()), resumed_at=None,
-                     start=self.driver.cursor.isoformat())
+        replay = isinstance(self.driver, ReplayDriver)
+        resumed = isinstance(self.driver, ReplayDriver) and self.driver.resumed
+        log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,
+                 state=self.store.location,
+                 data_dir=str(self._data_dir) if replay else None,
+                 tokens=len(self.universe.all_tokens()),
+                 resumed_at=self.driver.cursor.isoformat() if resumed else None,
+                 start=None if resumed else (self._start if replay
+                                             else self.driver.cursor).isoformat())
         # Crash-only: every start settles what a previous run left unfinished.
         reconcile(self.exchange, self.store, log)
 
