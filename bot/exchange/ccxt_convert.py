@@ -24,7 +24,7 @@ from bot.domain.models import (
     PerpPosition,
     Side,
 )
-from bot.exchange.ccxt_venues import dec
+from bot.exchange.venues import dec
 
 _STATUSES = {
     "canceled": OrderStatus.CANCELED,

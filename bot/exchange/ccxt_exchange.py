@@ -41,8 +41,8 @@ from bot.exchange.ccxt_calls import (
     Scrubber,
 )
 from bot.exchange.ccxt_orders import OrderDesk
-from bot.exchange.ccxt_venues import MODES, dec, hours_from_text, venue_for
 from bot.exchange.port import Balances, ExchangeError, ExchangeUnavailable, OrderRejected
+from bot.exchange.venues import MODES, dec, hours_from_text, venue_for
 
 __all__ = ["CcxtExchange", "CredentialsRejected", "RetryPolicy"]
 

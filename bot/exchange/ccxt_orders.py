@@ -25,8 +25,8 @@ import ccxt
 
 from bot.domain.models import MarketKind, OrderIntent, OrderResult, OrderStatus, OrderType
 from bot.exchange import ccxt_convert as cv
-from bot.exchange.ccxt_venues import dec
 from bot.exchange.port import ExchangeError, OrderRejected, OutcomeUnknown
+from bot.exchange.venues import dec
 
 if TYPE_CHECKING:
     from bot.exchange.ccxt_exchange import CcxtExchange

@@ -1,0 +1,100 @@
+"""Binance spot and USD-M perps: separate wallets, the Algo API for stops, demo trading.
+
+Exercised end to end against the local emulator (``tests/exchange_emulator``).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+
+from bot.domain.models import QUOTE, MarketKind, OrderIntent
+from bot.exchange.venues.base import Mode, Venue, dec, hours_from_text
+
+
+class Binance(Venue):
+    """Binance spot (``binance``) and USD-M perps (``binanceusdm``): separate wallets."""
+
+    name = "binance"
+    spot_class = "binance"
+    perp_class = "binanceusdm"
+    unified_wallet = False
+    whole_leverage = True
+    # fundingInfo lists only symbols whose interval was changed; the rest settle every 8h.
+    default_funding_hours = 8.0
+    # -4116 (USD-M) and -2010 "Duplicate order sent." (spot) are documented; -20132 is the
+    # algo-order code in Binance's portfolio-margin table, kept in case USD-M algo uses it.
+    duplicate_markers = ("-4116", "Duplicate order sent", "-20132", "algo id is duplicated")
+    already_set_markers = ("-4046", "No need to change")
+    client_id_pattern = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+
+    def options(self, kind: MarketKind) -> dict[str, Any]:
+        opts = super().options(kind)
+        opts.update({
+            # fetchCurrencies/fetchMargins are signed sapi calls demo and testnet lack
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "fetchMarkets": {"types": ["spot" if kind is MarketKind.SPOT else "linear"]},
+            "warnOnFetchOpenOrdersWithoutSymbol": False,
+            # a skewed clock gives -1021 (InvalidNonce): an order refused for a fixable reason
+            "adjustForTimeDifference": True,
+        })
+        return opts
+
+    def enter_mode(self, exchange: Any, mode: Mode, kind: MarketKind) -> None:
+        if mode == "demo":
+            exchange.enable_demo_trading(True)
+        elif mode == "testnet":
+            if kind is MarketKind.PERP:
+                raise ValueError("binance: the USD-M futures testnet no longer takes private "
+                                 "calls through ccxt; use mode='demo' with keys from "
+                                 "demo.binance.com")
+            exchange.set_sandbox_mode(True)
+
+    def stop_params(self, intent: OrderIntent, trigger: str) -> dict[str, Any]:
+        """Routed by ccxt to ``POST /fapi/v1/algoOrder`` (Binance moved conditional orders
+        to the Algo API on 2025-12-09). Mark price triggers, so one wick of the last traded
+        price cannot fire the stop."""
+        return {"triggerPrice": trigger, "reduceOnly": True, "workingType": "MARK_PRICE"}
+
+    def find_order(self, exchange: Any, symbol: str, wire_id: str,
+                   trigger: bool) -> dict[str, Any] | None:
+        params: dict[str, Any] = {"clientOrderId": wire_id}
+        if trigger:
+            params["trigger"] = True  # GET /fapi/v1/algoOrder?clientAlgoId=
+        try:
+            return dict(exchange.fetch_order(None, symbol, params))
+        except ccxt.OrderNotFound:
+            return None
+
+    def open_orders(self, exchange: Any, symbols: list[str],
+                    trigger: bool) -> list[dict[str, Any]]:
+        """One unfiltered call (weight 40) instead of one per symbol."""
+        params = {"trigger": True} if trigger else {}
+        wanted = set(symbols)
+        return [o for o in exchange.fetch_open_orders(None, None, None, params)
+                if o.get("symbol") in wanted]
+
+    def triggered_child(self, exchange: Any, raw: dict[str, Any],
+                        symbol: str) -> dict[str, Any] | None:
+        child = str((raw.get("info") or {}).get("actualOrderId") or "")
+        return dict(exchange.fetch_order(child, symbol)) if child else None
+
+    def funding_intervals(self, exchange: Any, symbols: list[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for symbol, entry in exchange.fetch_funding_intervals().items():
+            hours = hours_from_text(entry.get("interval"))
+            if hours:
+                out[symbol] = hours
+        return out
+
+    def perp_wallet(self, balance: dict[str, Any]) -> tuple[Decimal, Decimal]:
+        """ccxt's USDT ``total`` is Binance's marginBalance, which includes unrealised PnL;
+        the port wants the wallet (the core adds PnL from positions itself)."""
+        for asset in (balance.get("info") or {}).get("assets", []):
+            if asset.get("asset") == QUOTE:
+                return dec(asset.get("availableBalance")), dec(asset.get("walletBalance"))
+        return super().perp_wallet(balance)
