@@ -166,13 +166,25 @@ def test_candle_of_day_d_is_stamped_at_its_close_and_the_open_candle_is_dropped(
     rows = [_row(d1, 10.0), _row(d1 + timedelta(days=1), 11.0, 2.0),
             _row(d1 + timedelta(days=2), 12.0)]  # the last one is still open at as_of
     as_of = d1 + timedelta(days=2, hours=15)
-    closes, volumes = candle_series(rows, as_of)
+    closes, volumes, _, _ = candle_series(rows, as_of)
     assert closes.points == ((d1 + timedelta(days=1), 10.0), (d1 + timedelta(days=2), 11.0))
     assert volumes.points == ((d1 + timedelta(days=1), 100.0), (d1 + timedelta(days=2), 22.0))
     # A malformed or non-positive row is missing data, not an error.
-    closes, _ = candle_series([_row(d1, 0.0), ["x"], _row(d1 + timedelta(days=1), 5.0)],
-                              d1 + timedelta(days=3))
+    closes, *_ = candle_series([_row(d1, 0.0), ["x"], _row(d1 + timedelta(days=1), 5.0)],
+                               d1 + timedelta(days=3))
     assert closes.points == ((d1 + timedelta(days=2), 5.0),)
+
+
+def test_candle_extremes_are_kept_for_atr_and_inconsistent_ones_dropped() -> None:
+    d1 = datetime(2025, 3, 1, tzinfo=UTC)
+    ms = int(d1.timestamp() * 1000)
+    rows = [[ms, 10.0, 12.0, 9.0, 11.0, 1.0],
+            [ms + 86_400_000, 11.0, 10.0, 12.0, 11.5, 1.0],  # high below low: a bad row
+            [ms + 2 * 86_400_000, 11.5, None, 11.0, 11.2, 1.0]]
+    daily = candle_series(rows, d1 + timedelta(days=4))
+    assert len(daily.closes) == 3  # every close survives
+    assert daily.highs.points == ((d1 + timedelta(days=1), 12.0),)
+    assert daily.lows.points == ((d1 + timedelta(days=1), 9.0),)
 
 
 def test_wall_clock_decides_as_of_the_utc_hour_and_salts_by_the_minute() -> None:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 
 from bot.domain.models import MarketSnapshot, Series, TokenSpec
 from bot.domain.params import StrategyParams
+from bot.domain.volatility import atr_fraction
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,8 @@ class MarketView:
     metrics: Mapping[str, Mapping[str, DailyValues]]
     funding: Mapping[str, tuple[tuple[datetime, float], ...]]
     stale: frozenset[str]
+    highs: Mapping[str, DailyValues]
+    lows: Mapping[str, DailyValues]
 
     @classmethod
     def build(cls, snapshot: MarketSnapshot) -> MarketView:
@@ -94,9 +97,11 @@ class MarketView:
         funding = {t: tuple((w, float(v)) for w, v in s.points
                             if w <= as_of and math.isfinite(v))
                    for t, s in sorted(snapshot.funding.items())}
+        highs = {t: DailyValues.from_series(s, as_of) for t, s in sorted(snapshot.highs.items())}
+        lows = {t: DailyValues.from_series(s, as_of) for t, s in sorted(snapshot.lows.items())}
         last_days = [d.last_day for d in closes.values() if d.last_day is not None]
         anchor = max(last_days) if last_days else as_of.date()
-        return cls(as_of, anchor, closes, volumes, metrics, funding, snapshot.stale)
+        return cls(as_of, anchor, closes, volumes, metrics, funding, snapshot.stale, highs, lows)
 
     @property
     def prices_stale(self) -> bool:
@@ -114,6 +119,20 @@ class MarketView:
         if first is None or last is None:
             return None
         return math.log(last / first)
+
+    def atr(self, token: str, days: int) -> float | None:
+        """Average true range over the last ``days`` closes as a fraction of the last close
+        (see :mod:`bot.domain.volatility`); None when prices are stale or history is short."""
+        series = self.closes.get(token)
+        if series is None or self.prices_stale or f"prices:{token}" in self.stale:
+            return None
+        hi = bisect.bisect_right(series.days, self.anchor)
+        lo = max(0, hi - days - 1)
+        closes, wanted = series.values[lo:hi], series.days[lo:hi]
+        highs, lows = self.highs.get(token), self.lows.get(token)
+        high = [highs.on_or_before(d, 0) if highs else None for d in wanted]
+        low = [lows.on_or_before(d, 0) if lows else None for d in wanted]
+        return atr_fraction(closes, high, low, days)
 
     def liquidity(self, token: str, window_days: int) -> float:
         """Average daily quote volume over the window ending at the anchor (0 if unknown)."""

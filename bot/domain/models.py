@@ -144,6 +144,8 @@ class Series:
 class MarketSnapshot:
     """Everything the engine may know at ``as_of``, with freshness per signal.
 
+    ``highs``/``lows`` hold each token's daily extremes where the source has them (they size
+    ATR stops; a source with closes only leaves them empty).
     ``sector_metrics[sector][metric]`` holds daily series such as ``tvl_usd``, ``volume_usd``,
     ``fees_usd`` or ``dev_commits``. ``funding[token]`` holds funding normalised to a rate per
     hour, one point per settlement. ``stale`` names signals whose source failed or lags; the
@@ -157,6 +159,8 @@ class MarketSnapshot:
     sector_metrics: Mapping[str, Mapping[str, Series]] = field(default_factory=dict)
     funding: Mapping[str, Series] = field(default_factory=dict)
     stale: frozenset[str] = frozenset()
+    highs: Mapping[str, Series] = field(default_factory=dict)
+    lows: Mapping[str, Series] = field(default_factory=dict)
 
     def price(self, token: str) -> float | None:
         last = self.closes.get(token, Series()).last()

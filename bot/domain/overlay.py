@@ -30,6 +30,7 @@ from bot.domain.models import (
 )
 from bot.domain.params import StrategyParams
 from bot.domain.signals import SignalReport
+from bot.domain.volatility import atr_stop_distance
 
 
 def _held_side(portfolio: Portfolio, token: str) -> PositionSide | None:
@@ -77,8 +78,10 @@ def _hedge_legs(state: RotationState, universe: Universe, report: SignalReport,
     reasons.append(f"hedge {leaving.name}: short {', '.join(t.symbol for t in chosen)} "
                    f"{each * len(chosen):.1%} of equity at {leverage:g}x while rotating to "
                    f"{state.to_sector}")
-    return [OverlayLeg(t.symbol, PositionSide.SHORT, each, leverage, params.hedge_stop_distance,
-                       f"hedge {leaving.name} while rotating to {state.to_sector}")
+    return [OverlayLeg(t.symbol, PositionSide.SHORT, each, leverage,
+                       *stop_distance(t.symbol, PositionSide.SHORT, report, params,
+                                      f"hedge {leaving.name} while rotating to "
+                                      f"{state.to_sector}"))
             for t in chosen]
 
 
@@ -120,9 +123,29 @@ def _long_legs(state: RotationState, universe: Universe, report: SignalReport, r
     leverage = min(params.long_leverage, params.max_leverage)
     reasons.append(f"amplify {incoming.name}: long {', '.join(t.symbol for t in chosen)} "
                    f"{each * len(chosen):.1%} of equity at {leverage:g}x")
-    return [OverlayLeg(t.symbol, PositionSide.LONG, each, leverage, params.long_stop_distance,
-                       f"amplify rotation into {incoming.name}")
+    return [OverlayLeg(t.symbol, PositionSide.LONG, each, leverage,
+                       *stop_distance(t.symbol, PositionSide.LONG, report, params,
+                                      f"amplify rotation into {incoming.name}"))
             for t in chosen]
+
+
+def stop_distance(token: str, side: PositionSide, report: SignalReport,
+                  params: StrategyParams, reason: str) -> tuple[float, str]:
+    """The leg's stop distance and its reason, saying how the distance was chosen.
+
+    In ``atr`` mode the distance is ``stop_atr_multiple`` ATRs inside the floor and ceiling;
+    a token whose ATR is unknown keeps the percent distance, and the reason says so.
+    """
+    percent = params.long_stop_distance if side is PositionSide.LONG else params.hedge_stop_distance
+    if params.stop_mode != "atr":
+        return percent, reason
+    atr = report.atr.get(token)
+    distance = atr_stop_distance(atr, params.stop_atr_multiple, params.stop_atr_floor,
+                                 params.stop_atr_ceiling)
+    if atr is None or distance is None:
+        return percent, f"{reason}; stop {percent:.1%} (no {params.stop_atr_days}-day ATR)"
+    return distance, (f"{reason}; stop {params.stop_atr_multiple:g} x ATR "
+                      f"{atr:.2%} = {distance:.1%}")
 
 
 def mirror_positions(portfolio: Portfolio, params: StrategyParams) -> tuple[OverlayLeg, ...]:

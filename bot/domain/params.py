@@ -18,6 +18,8 @@ from typing import ClassVar
 
 from bot.domain.risk_limits import HARD_MAX_LEVERAGE
 
+STOP_MODES = ("percent", "atr")
+
 
 @dataclass(frozen=True, slots=True)
 class StrategyParams:
@@ -167,6 +169,19 @@ class StrategyParams:
     """Leverage of each long leg (signals-notes §5: cap at 2x; the playbook allows 3x)."""
     long_stop_distance: float = 0.08
     """Stop distance below entry for each long leg."""
+    stop_mode: str = "percent"
+    """``percent``: a leg's stop sits ``hedge_stop_distance``/``long_stop_distance`` from
+    entry. ``atr``: it sits ``stop_atr_multiple`` average true ranges away, inside
+    ``[stop_atr_floor, stop_atr_ceiling]``, so volatile tokens get room and calm ones a tight
+    stop; a token without ``stop_atr_days`` + 1 closes falls back to the percent distance."""
+    stop_atr_multiple: float = 3.0
+    """ATRs between entry and stop in ``atr`` mode (3 daily ATRs: about one bad week)."""
+    stop_atr_days: int = 14
+    """Days averaged into the ATR (the customary 14)."""
+    stop_atr_floor: float = 0.03
+    """Closest an ATR stop may sit: closer, and noise alone would fire it."""
+    stop_atr_ceiling: float = 0.25
+    """Farthest an ATR stop may sit: farther, and it stops protecting a leveraged leg."""
     max_leverage: float = 3.0
     """No leg ever requests more. Refused above 5: that ceiling is not configurable."""
     margin_buffer: float = 0.5
@@ -217,7 +232,7 @@ def _problems(p: StrategyParams) -> list[str]:
             "volume_recent_days", "volume_base_days", "dev_recent_days", "dev_base_days",
             "rsi_days", "exit_confirmations", "rotation_time_stop_days", "rotation_cooldown_days",
             "rotational_sector_count", "speculative_sector_count", "tokens_per_sector",
-            "regime_sma_days", "hedge_tokens", "long_tokens")
+            "regime_sma_days", "hedge_tokens", "long_tokens", "stop_atr_days")
     for name in ints:
         minimum = 0 if name in ("momentum_skip_days", "rotation_cooldown_days") else 1
         need(getattr(p, name) >= minimum, name, f"must be at least {minimum}")
@@ -293,6 +308,10 @@ def _problems(p: StrategyParams) -> list[str]:
              "must be inside (0, 1): every leg needs a stop")
         need(0 <= getattr(p, f"{side}_equity_fraction") <= 1, f"{side}_equity_fraction",
              "must be inside [0, 1]")
+    need(p.stop_mode in STOP_MODES, "stop_mode", f"must be one of {', '.join(STOP_MODES)}")
+    need(p.stop_atr_multiple > 0, "stop_atr_multiple", "must be positive")
+    need(0 < p.stop_atr_floor <= p.stop_atr_ceiling < 1, "stop_atr_floor",
+         f"[{p.stop_atr_floor}, {p.stop_atr_ceiling}] must satisfy 0 < floor <= ceiling < 1")
     need(p.margin_buffer >= 0, "margin_buffer", "must not be negative")
     need(p.overlay_drift_ratio >= 0, "overlay_drift_ratio", "must not be negative")
     if p.hedge_leverage > 0 and p.long_leverage > 0:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.domain.market_view import MarketView
@@ -67,6 +67,8 @@ class SignalReport:
     funding: Mapping[str, FundingReading]
     notes: tuple[str, ...]
     stale: frozenset[str] = frozenset()
+    atr: Mapping[str, float | None] = field(default_factory=dict)
+    """Average true range as a fraction of price per ready token (sizes ATR stops)."""
 
     def score_of(self, sector: str) -> SectorScore | None:
         for s in self.scores:
@@ -347,8 +349,9 @@ def score_sectors(view: MarketView, universe: Universe, params: StrategyParams) 
     if leader_bonus:
         notes.append(f"cycle prior: +{params.cycle_bonus:g} to {', '.join(leader_bonus)} "
                      "(next stage after the leader)")
+    atr = {symbol: view.atr(symbol, params.stop_atr_days) for symbol in sorted(ready)}
     return SignalReport(scores, unready, liquidity, token_momentum, funding, tuple(notes),
-                        view.stale)
+                        view.stale, atr)
 
 
 def _cycle_bonus(universe: Universe, base: Mapping[str, tuple[float | None, float]],

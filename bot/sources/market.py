@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.domain.models import MarketKind, MarketSnapshot, Series, TokenSpec
 from bot.exchange.ccxt_exchange import CcxtExchange
@@ -31,15 +31,30 @@ MAX_CANDLES = 1000
 """Binance spot serves at most 1000 klines per request (USD-M 1500); one request per token."""
 
 
-def candle_series(rows: Iterable[Any], visible_until: datetime) -> tuple[Series, Series]:
-    """ccxt daily OHLCV rows as (closes, quote volumes), each stamped at its close.
+class DailyCandles(NamedTuple):
+    """A token's closed daily candles as the series a snapshot carries."""
+
+    closes: Series
+    volumes: Series
+    highs: Series
+    lows: Series
+
+    def after(self, since: datetime) -> DailyCandles:
+        return DailyCandles(*(_after(series, since) for series in self))
+
+
+def candle_series(rows: Iterable[Any], visible_until: datetime) -> DailyCandles:
+    """ccxt daily OHLCV rows as closes, quote volumes, highs and lows, stamped at the close.
 
     Rows whose candle has not closed by ``visible_until`` are dropped (today's open candle).
     ccxt's unified OHLCV has base volume only, so the quote volume is base volume x close:
-    the engine uses it to rank liquidity, where that approximation is ample.
+    the engine uses it to rank liquidity, where that approximation is ample. A row whose
+    high or low is missing or inconsistent keeps its close; only the extremes are dropped.
     """
     closes: dict[datetime, float] = {}
     volumes: dict[datetime, float] = {}
+    highs: dict[datetime, float] = {}
+    lows: dict[datetime, float] = {}
     for row in rows:
         try:
             opened, close, volume = int(row[0]), float(row[4]), float(row[5] or 0.0)
@@ -50,9 +65,17 @@ def candle_series(rows: Iterable[Any], visible_until: datetime) -> tuple[Series,
             continue
         closes[stamp] = close
         volumes[stamp] = max(volume, 0.0) * close
-    order = sorted(closes)
-    return (Series(tuple((t, closes[t]) for t in order)),
-            Series(tuple((t, volumes[t]) for t in order)))
+        try:
+            high, low = float(row[2]), float(row[3])
+        except (TypeError, ValueError):
+            continue
+        if 0 < low <= min(close, high) and high >= close:
+            highs[stamp], lows[stamp] = high, low
+
+    def series(values: dict[datetime, float]) -> Series:
+        return Series(tuple((t, values[t]) for t in sorted(values)))
+
+    return DailyCandles(series(closes), series(volumes), series(highs), series(lows))
 
 
 class VenueSignals:
@@ -76,6 +99,8 @@ class VenueSignals:
         stale: set[str] = set()
         closes: dict[str, Series] = {}
         volumes: dict[str, Series] = {}
+        highs: dict[str, Series] = {}
+        lows: dict[str, Series] = {}
         for token in self.tokens:
             try:
                 rows = self._daily_candles(token)
@@ -85,11 +110,11 @@ class VenueSignals:
                                  error=str(exc))
                 stale.add(f"prices:{token.symbol}")
                 continue
-            close, volume = candle_series(rows, as_of)
-            close, volume = _after(close, since), _after(volume, since)
-            if close.points:
-                closes[token.symbol] = close
-                volumes[token.symbol] = volume
+            daily = candle_series(rows, as_of).after(since)
+            if daily.closes.points:
+                closes[token.symbol] = daily.closes
+                volumes[token.symbol] = daily.volumes
+                highs[token.symbol], lows[token.symbol] = daily.highs, daily.lows
         if not closes:
             stale.add("prices")
         funding: dict[str, Series] = {}
@@ -106,7 +131,7 @@ class VenueSignals:
                 # invisible to a decision taken as of ``as_of``).
                 funding = {t: Series(((as_of, r.hourly_rate),)) for t, r in sorted(rates.items())}
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
-                              funding=funding, stale=frozenset(stale))
+                              funding=funding, stale=frozenset(stale), highs=highs, lows=lows)
 
     def _daily_candles(self, token: TokenSpec) -> list[Any]:
         """One klines request through the adapter's retrying, secret-scrubbing caller."""

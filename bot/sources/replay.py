@@ -252,6 +252,10 @@ class ReplayData:
                         for t, cs in self._candles.items()}
         self._qvols = {t: _track([(close_time(c.day), float(c.quote_volume)) for c in cs])
                        for t, cs in self._candles.items()}
+        self._highs = {t: _track([(close_time(c.day), float(c.high)) for c in cs])
+                       for t, cs in self._candles.items()}
+        self._lows = {t: _track([(close_time(c.day), float(c.low)) for c in cs])
+                      for t, cs in self._candles.items()}
         self._funding = {t: tuple(rows) for t, rows in sorted(funding.items()) if rows}
         self._hourly = {t: _track([(w, float(r / i)) for w, r, i in rows])
                         for t, rows in self._funding.items()}
@@ -307,6 +311,8 @@ class ReplayData:
         stale: set[str] = set()
         closes = self._slice(self._closes, since, as_of, "prices", ages, stale, always=True)
         qvols = {t: self._qvols[t].series(since, as_of) for t in closes}
+        highs = {t: self._highs[t].series(since, as_of) for t in closes}
+        lows = {t: self._lows[t].series(since, as_of) for t in closes}
         funding = self._slice(self._hourly, since, as_of, "funding", ages, stale)
         metrics: dict[str, dict[str, Series]] = {}
         fresh: dict[str, bool] = {}
@@ -325,7 +331,8 @@ class ReplayData:
                     metrics.setdefault(sector, {})[metric] = series
         stale.update(f"metric:{m}" for m, ok in fresh.items() if not ok)
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=qvols,
-                              sector_metrics=metrics, funding=funding, stale=frozenset(stale))
+                              sector_metrics=metrics, funding=funding, stale=frozenset(stale),
+                              highs=highs, lows=lows)
 
     def _slice(self, tracks: Mapping[str, _Track], since: datetime, as_of: datetime,
                kind: str, ages: Mapping[str, timedelta], stale: set[str],
