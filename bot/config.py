@@ -114,6 +114,7 @@ class RiskSettings(_Section):
     max_drawdown_pct: float = Field(25.0, gt=0, lt=100)
     funding_exit_apr_pct: float = Field(30.0, gt=0)
     liquidation_buffer_pct: float = Field(10.0, ge=0, lt=100)
+    max_slippage_pct: float = Field(2.0, gt=0, lt=100)
 
     def limits(self) -> RiskLimits:
         return RiskLimits(
@@ -123,6 +124,7 @@ class RiskSettings(_Section):
             max_drawdown_fraction=self.max_drawdown_pct / 100,
             funding_exit_apr=self.funding_exit_apr_pct / 100,
             liquidation_buffer_fraction=self.liquidation_buffer_pct / 100,
+            max_slippage_fraction=self.max_slippage_pct / 100,
         )
 
 

@@ -90,6 +90,15 @@ def test_perp_reduce_goes_before_open() -> None:
     assert perps[1].leverage == Decimal("3.0")
     assert perps[1].amount == Decimal(1000)  # 10% of 10000 equity at price 1
     assert plan.stop_distance == {"ARB": 0.08}
+    # Every order carries the price it was sized at, for the executor's slippage guard.
+    assert [i.reference_price for i in perps] == [PRICES["SOL"], PRICES["ARB"]]
+
+
+def test_spot_orders_carry_the_price_they_were_sized_at() -> None:
+    pf = Portfolio(Decimal(0), {"BTC": Decimal("0.125"), "SOL": Decimal(50)}, {}, PRICES)
+    plan = plan_orders(decision({"BTC": 0.8, "SOL": 0.2}), pf, markets("BTC", "SOL"), ())
+    assert plan.intents
+    assert all(i.reference_price == PRICES[i.token] for i in plan.intents)
 
 
 def test_client_ids_are_deterministic_and_short() -> None:

@@ -332,6 +332,9 @@ class OrderIntent:
     reduce_only: bool = False
     leverage: Decimal | None = None
     reason: str = ""
+    reference_price: Decimal | None = None
+    """The price the planner sized this order at. The executor refuses to send a market
+    order that adds risk once the venue's price has moved beyond the slippage limit from it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,7 +133,8 @@ def plan_orders(
     scale = min(Decimal(1), spendable / wanted) if wanted > 0 else Decimal(1)
     for token, amount in sells:
         intents.append(OrderIntent(next_id(), token, MarketKind.SPOT, Side.SELL, amount,
-                                   reason="spot rebalance: above target"))
+                                   reason="spot rebalance: above target",
+                                   reference_price=portfolio.prices[token]))
     for token, value in buys:
         price = portfolio.prices[token]
         info = markets[(token, MarketKind.SPOT)]
@@ -144,7 +145,7 @@ def plan_orders(
             continue
         reason = "spot rebalance: below target" + ("" if scale == 1 else f" (scaled {scale:.3f})")
         intents.append(OrderIntent(next_id(), token, MarketKind.SPOT, Side.BUY, amount,
-                                   reason=reason))
+                                   reason=reason, reference_price=price))
 
     # ---- perps: reductions first, then opens ----------------------------------------------
     targets: dict[str, tuple[Decimal, OverlayLeg | None]] = {}
@@ -173,7 +174,8 @@ def plan_orders(
             amount = round_step(abs(current), info.amount_step)
             side = Side.SELL if current > 0 else Side.BUY
             reduces.append(OrderIntent(next_id(), token, MarketKind.PERP, side, amount,
-                                       reduce_only=True, reason="overlay: close leg"))
+                                       reduce_only=True, reason="overlay: close leg",
+                                       reference_price=price))
             current = Decimal(0)
         delta = target - current
         if abs(delta) * price < min_trade:
@@ -189,7 +191,8 @@ def plan_orders(
         intent = OrderIntent(next_id(), token, MarketKind.PERP, side, amount,
                              reduce_only=shrinking, leverage=leverage,
                              reason=("overlay: reduce" if shrinking else
-                                     f"overlay: {o.reason}" if o else "overlay"))
+                                     f"overlay: {o.reason}" if o else "overlay"),
+                             reference_price=price)
         (reduces if shrinking else opens).append(intent)
     intents.extend(reduces)
     intents.extend(opens)

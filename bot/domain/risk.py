@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from bot.domain.models import FundingRate, OverlayLeg, PerpPosition, PositionSide, Regime
+from bot.domain.models import (
+    FundingRate,
+    OrderIntent,
+    OrderType,
+    OverlayLeg,
+    PerpPosition,
+    PositionSide,
+    Regime,
+)
 from bot.domain.risk_limits import RiskLimits
 
 
@@ -74,6 +82,20 @@ def stop_price_for(position: PerpPosition, stop_distance: float) -> Decimal:
     if position.side is PositionSide.LONG:
         return position.entry_price * (1 - distance)
     return position.entry_price * (1 + distance)
+
+
+def price_deviation(reference: Decimal, current: Decimal) -> float:
+    """How far ``current`` is from ``reference``, as a fraction of the reference (>= 0)."""
+    if reference <= 0:
+        raise ValueError(f"reference price must be positive, got {reference}")
+    return float(abs(current - reference) / reference)
+
+
+def slippage_guarded(intent: OrderIntent) -> bool:
+    """Orders the slippage guard may hold back: market orders that open or trade, never a
+    reduce-only order or a stop (getting out of risk must not wait for a better price)."""
+    return (intent.order_type is OrderType.MARKET and not intent.reduce_only
+            and intent.reference_price is not None and intent.reference_price > 0)
 
 
 def positions_missing_stops(perps: dict[str, PerpPosition]) -> list[PerpPosition]:

@@ -17,6 +17,9 @@ class RiskLimits:
     max_drawdown_fraction: float = 0.25
     funding_exit_apr: float = 0.30
     liquidation_buffer_fraction: float = 0.10
+    max_slippage_fraction: float = 0.02
+    """A market order that adds risk is not sent once the venue's price is further than this
+    from the price it was planned at; a fill further than this away is logged."""
 
     def __post_init__(self) -> None:
         if not 0 < self.max_leverage <= HARD_MAX_LEVERAGE:
@@ -30,6 +33,9 @@ class RiskLimits:
             )
         if not 0 < self.stop_loss_fraction < 1:
             raise ValueError(f"stop_loss_fraction: {self.stop_loss_fraction} is outside (0, 1)")
+        if not 0 < self.max_slippage_fraction < 1:
+            raise ValueError(
+                f"max_slippage_fraction: {self.max_slippage_fraction} is outside (0, 1)")
 
     def clip_leverage(self, requested: float) -> float:
         """The leverage actually allowed for a request: never above the configured cap."""

@@ -88,7 +88,8 @@ class TradingCycle:
         self.store = store
         self.signals = signals
         self.log = log
-        self.executor = Executor(exchange, store, log, margin_mode)
+        self.executor = Executor(exchange, store, log, margin_mode,
+                                 max_slippage=limits.max_slippage_fraction)
         self.risk = RiskWatch(exchange, store, self.executor, limits, log)
         self._snapshot: MarketSnapshot | None = None
 
@@ -151,7 +152,8 @@ class TradingCycle:
         self.log.info("cycle.completed", as_of=as_of.isoformat(),
                       decision_id=decision.decision_id, action=decision.action,
                       orders_sent=report.sent, orders_filled=report.filled,
-                      orders_rejected=report.rejected, stops_placed=report.stops_placed,
+                      orders_rejected=report.rejected, orders_blocked=report.blocked,
+                      stops_placed=report.stops_placed,
                       equity=str(equity.quantize(Decimal("0.01"))))
         return CycleOutcome(decision, report, equity)
 

@@ -23,11 +23,14 @@ from bot.domain.models import (
     Side,
 )
 from bot.domain.planner import Plan
-from bot.domain.risk import stop_price_for
+from bot.domain.risk import price_deviation, slippage_guarded, stop_price_for
 from bot.exchange.port import ExchangeError, ExchangePort, OrderRejected, OutcomeUnknown
 from bot.store.repo import StateStore
 
 MAX_STOP_GENERATIONS = 50
+#: final states in which a market order can have filled only part of its amount
+DONE_PARTIAL = frozenset({OrderStatus.EXPIRED, OrderStatus.CANCELED,
+                          OrderStatus.PARTIALLY_FILLED})
 
 
 @dataclass
@@ -37,6 +40,8 @@ class ExecutionReport:
     rejected: int = 0
     unknown: int = 0
     stops_placed: int = 0
+    blocked: int = 0
+    partial: int = 0
     touched_perps: set[str] = field(default_factory=set)
 
 
@@ -52,11 +57,12 @@ class Executor:
     """Places a plan's orders, then protects every perp the plan touched with a fresh stop."""
 
     def __init__(self, exchange: ExchangePort, store: StateStore, log: Any,
-                 margin_mode: str = "isolated") -> None:
+                 margin_mode: str = "isolated", max_slippage: float | None = None) -> None:
         self.exchange = exchange
         self.store = store
         self.log = log
         self.margin_mode = margin_mode
+        self.max_slippage = max_slippage
 
     def execute(self, plan: Plan, decision_id: str, default_stop: float) -> ExecutionReport:
         report = ExecutionReport()
@@ -75,6 +81,8 @@ class Executor:
     def submit(self, intent: OrderIntent, decision_id: str | None,
                report: ExecutionReport) -> OrderResult | None:
         """Journal, send, journal. Returns the venue's answer, or None if rejected/unknown."""
+        if self._slipped(intent, report):
+            return None
         if not self.store.journal_intent(intent, decision_id):
             known = self._lookup(intent)
             if known is not None:
@@ -119,6 +127,15 @@ class Executor:
                 return None
             result = found
         self.store.journal_result(result)
+        self._check_fill_price(intent, result)
+        if 0 < result.filled < intent.amount and result.status in DONE_PARTIAL:
+            # The venue's book ran out (or the order was cut): the fill is journalled, the stop
+            # is sized on the position as it stands, and the next cycle plans the remainder.
+            report.partial += 1
+            self.log.warning("order.partially_filled", client_id=result.client_id,
+                             token=result.token, market=result.market.value,
+                             filled=str(result.filled), amount=str(intent.amount),
+                             status=result.status.value)
         if result.status is OrderStatus.FILLED:
             report.filled += 1
             self.log.info("order.filled", client_id=result.client_id, token=result.token,
@@ -126,6 +143,53 @@ class Executor:
                           amount=str(result.filled), price=str(result.average_price),
                           fee=str(result.fee))
         return result
+
+    def _slipped(self, intent: OrderIntent, report: ExecutionReport) -> bool:
+        """The slippage guard: True (and logged ``risk.blocked``) when a new market order
+        that adds risk would trade too far from the price it was planned at.
+
+        The planner sized the order at a price read earlier in the cycle; if the venue has
+        moved past ``max_slippage`` since, the size and the decision behind it are stale, so
+        the leg waits for the next cycle instead of chasing the market. An order already in
+        the journal is exempt: it may have been sent, and only a lookup may settle it.
+        """
+        if self.max_slippage is None or not slippage_guarded(intent):
+            return False
+        if self.store.order_history(intent.client_id):
+            return False
+        reference = intent.reference_price
+        assert reference is not None  # slippage_guarded checked it
+        try:
+            current = self.exchange.fetch_prices([intent.token], intent.market).get(intent.token)
+        except ExchangeError as exc:
+            current, why = None, f"price unavailable: {exc}"
+        else:
+            why = "no price"
+        if current is not None and current > 0:
+            deviation = price_deviation(reference, current)
+            if deviation <= self.max_slippage:
+                return False
+            why = f"price moved {deviation:.2%} from {reference} to {current}"
+        report.blocked += 1
+        self.log.warning("risk.blocked", rule="slippage", token=intent.token, detail=why,
+                         client_id=intent.client_id, market=intent.market.value,
+                         reference_price=str(reference),
+                         current_price=None if current is None else str(current),
+                         limit=self.max_slippage)
+        return True
+
+    def _check_fill_price(self, intent: OrderIntent, result: OrderResult) -> None:
+        """A fill beyond the slippage limit cannot be undone, but it must be seen."""
+        if (self.max_slippage is None or intent.reference_price is None
+                or intent.reference_price <= 0 or result.average_price is None
+                or result.filled <= 0 or intent.order_type is not OrderType.MARKET):
+            return
+        deviation = price_deviation(intent.reference_price, result.average_price)
+        if deviation > self.max_slippage:
+            self.log.warning("execution.slippage", client_id=intent.client_id,
+                             token=intent.token, reference_price=str(intent.reference_price),
+                             average_price=str(result.average_price),
+                             deviation=round(deviation, 6), limit=self.max_slippage)
 
     def _lookup(self, intent: OrderIntent) -> OrderResult | None:
         return self.exchange.fetch_order_by_client_id(
