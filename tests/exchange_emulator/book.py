@@ -46,6 +46,9 @@ class Instrument:
     max_leverage: int = 20
     spot: bool = True
     perp: bool = True
+    #: most base units one market order can take from the book (None: unlimited); the rest
+    #: of a bigger order expires unfilled, as a thin Binance book leaves it (``EXPIRED``)
+    depth: Decimal | None = None
 
     @property
     def symbol(self) -> str:
@@ -215,42 +218,49 @@ class Book:
         return order
 
     def _fill(self, order: Order, inst: Instrument, price: Decimal) -> None:
+        qty = order.qty
+        if order.type == "MARKET" and inst.depth is not None:
+            qty = min(qty, inst.depth)
         if order.market == "spot":
-            trade = self._spot_fill(order, inst, price)
+            trade = self._spot_fill(order, inst, price, qty)
         else:
-            trade = self._perp_fill(order, inst, price)
+            trade = self._perp_fill(order, inst, price, qty)
         order.fills.append(trade)
         order.executed, order.cum_quote = trade.qty, trade.qty * price
-        order.status, order.update_time = "FILLED", trade.time
+        closed = order.reduce_only and self.positions.get(inst.symbol, Position()).qty == 0
+        done = trade.qty == order.qty or closed
+        order.status, order.update_time = ("FILLED" if done else "EXPIRED"), trade.time
         self.trades.append(trade)
 
-    def _spot_fill(self, order: Order, inst: Instrument, price: Decimal) -> Trade:
-        cost = order.qty * price
+    def _spot_fill(self, order: Order, inst: Instrument, price: Decimal,
+                   qty: Decimal) -> Trade:
+        cost = qty * price
         if cost < inst.spot_min_notional:
             raise VenueError(-1013, "Filter failure: NOTIONAL")
         if order.side == "BUY":
             if self.spot.get("USDT", ZERO) < cost:
                 raise VenueError(-2010, "Account has insufficient balance for requested action.")
-            fee, fee_asset = order.qty * SPOT_FEE, inst.base
+            fee, fee_asset = qty * SPOT_FEE, inst.base
             self.spot["USDT"] -= cost
-            self.spot[inst.base] = self.spot.get(inst.base, ZERO) + order.qty - fee
+            self.spot[inst.base] = self.spot.get(inst.base, ZERO) + qty - fee
         else:
-            if self.spot.get(inst.base, ZERO) < order.qty:
+            if self.spot.get(inst.base, ZERO) < qty:
                 raise VenueError(-2010, "Account has insufficient balance for requested action.")
             fee, fee_asset = cost * SPOT_FEE, "USDT"
-            self.spot[inst.base] -= order.qty
+            self.spot[inst.base] -= qty
             self.spot["USDT"] = self.spot.get("USDT", ZERO) + cost - fee
         return Trade(next(self._ids), order.order_id, inst.symbol, "spot", order.side, price,
-                     order.qty, fee, fee_asset, ZERO, self.clock())
+                     qty, fee, fee_asset, ZERO, self.clock())
 
-    def _perp_fill(self, order: Order, inst: Instrument, price: Decimal) -> Trade:
+    def _perp_fill(self, order: Order, inst: Instrument, price: Decimal,
+                   qty: Decimal) -> Trade:
         pos = self.positions.get(inst.symbol, Position())
         direction = Decimal(1) if order.side == "BUY" else Decimal(-1)
-        qty = order.qty
         if order.reduce_only:
             if pos.qty == 0 or (pos.qty > 0) == (direction > 0):
                 raise VenueError(-2022, "ReduceOnly Order is rejected.")
-            qty = min(qty, abs(pos.qty))
+            if qty >= abs(pos.qty):  # reduce-only shrinks to the position (origQty too)
+                qty = order.qty = abs(pos.qty)
         elif qty * price < inst.perp_min_notional:
             raise VenueError(-4164, f"Order's notional must be no smaller than "
                              f"{inst.perp_min_notional} (unless you choose reduce only).")
@@ -279,7 +289,6 @@ class Book:
             self._cancel_reduce_only_algos(inst.symbol)
         else:
             self.positions[inst.symbol] = pos
-        order.qty = qty
         return Trade(next(self._ids), order.order_id, inst.symbol, "perp", order.side, price,
                      qty, fee, "USDT", realized, pos.update_time)
 
