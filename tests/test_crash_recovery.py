@@ -10,6 +10,7 @@ re-runs the same decision (same client ids). Then, for each kill point:
 - every trade on the emulator is a fill in the journal;
 - the journal's positions match the venue's;
 - every leveraged position has a live stop.
+The whole suite runs twice: on a SQLite file and on PostgreSQL (``state.url``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.daemon_proc import env_for
 from tests.demo_launcher import EMULATOR_ENV, NO_THROTTLE_ENV
 from tests.exchange_emulator import BinanceEmulator
 from tests.exchange_emulator.server import _Reply
+from tests.pg_server import session_server
 
 KEY, SECRET = "crash-key-5d1e7a", "crash-secret-93c0b2f4"
 ORDER_PATHS = {"/fapi/v1/order", "/api/v3/order", "/fapi/v1/algoOrder"}
@@ -61,12 +63,14 @@ class KillingEmulator(BinanceEmulator):
         return reply
 
 
-def daemon(emu: BinanceEmulator, tmp_path: Path) -> subprocess.Popen[str]:
+def daemon(emu: BinanceEmulator, tmp_path: Path, state: Path | str) -> subprocess.Popen[str]:
+    """``state`` is a SQLite file or a PostgreSQL URL (passed as the secret ``state.url``)."""
     cfg = tmp_path / "demo.toml"
     cfg.write_text('mode = "demo"\n\n[exchange]\nname = "binance"\n')
+    extra = {"SECTORBOT__STATE__URL": state} if isinstance(state, str) else {}
     env = env_for(tmp_path / "state.sqlite3", SECTORBOT__EXCHANGE__API_KEY=KEY,
                   SECTORBOT__EXCHANGE__API_SECRET=SECRET, **{EMULATOR_ENV: emu.base_url,
-                                                             NO_THROTTLE_ENV: "1"})
+                                                             NO_THROTTLE_ENV: "1"}, **extra)
     return subprocess.Popen([sys.executable, "-m", "tests.demo_launcher", "run", "--once",
                              "--config", str(cfg)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -95,7 +99,7 @@ def seed_unprotected_long(emu: BinanceEmulator) -> None:
         emu.seen = 0
 
 
-def check_invariants(emu: BinanceEmulator, state: Path) -> None:
+def check_invariants(emu: BinanceEmulator, state: Path | str) -> None:
     posts = Counter(order_client_id(r.params) for r in emu.requests
                     if r.method == "POST" and r.path in ORDER_PATHS)
     twice = {cid: n for cid, n in posts.items() if cid and cid.startswith("sb-") and n > 1}
@@ -126,23 +130,33 @@ def check_invariants(emu: BinanceEmulator, state: Path) -> None:
 KILL_POINTS = [(n, after) for n in (1, 2, 3, 4) for after in (False, True)]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The daemon's store: a SQLite file, or a fresh schema on the session's PostgreSQL
+    (skipped, saying what to install, only where no server can be started)."""
+    if request.param == "sqlite":
+        return tmp_path / "state.sqlite3"
+    return session_server(request.config).fresh_url()
+
+
 @pytest.mark.process
 @pytest.mark.parametrize(("kill_at", "after"), KILL_POINTS,
                          ids=[f"order{n}-{'after' if a else 'before'}" for n, a in KILL_POINTS])
-def test_kill_nine_then_restart_loses_and_doubles_nothing(tmp_path: Path, kill_at: int,
-                                                          after: bool) -> None:
-    state = tmp_path / "state.sqlite3"
+def test_kill_nine_then_restart_loses_and_doubles_nothing(tmp_path: Path, state: Path | str,
+                                                          kill_at: int, after: bool) -> None:
     with KillingEmulator(KEY, SECRET) as emu:
         seed_unprotected_long(emu)
-        first = daemon(emu, tmp_path)
+        first = daemon(emu, tmp_path, state)
         emu.victim, emu.kill_at, emu.after = first.pid, kill_at, after
         first.communicate(timeout=120)
         killed = first.returncode == -signal.SIGKILL
         emu.victim = None
-        second = daemon(emu, tmp_path)
+        second = daemon(emu, tmp_path, state)
         out, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
         check_invariants(emu, state)
+        if isinstance(state, str):  # the journal really lived in PostgreSQL
+            assert not (tmp_path / "state.sqlite3").exists()
         # The seeded cycle sends 5 order requests (the adopted position's stop, three spot
         # buys, the perp close): fewer means the kill point was never reached.
         assert killed, f"the daemon was not killed at order request {kill_at}"
