@@ -130,7 +130,8 @@ def _resume(settings: Settings) -> int:
         tripped = clear_kill_switch(store)
     finally:
         store.close()
-    print(f"kill switch cleared ({tripped['reason']})" if tripped else "kill switch was armed")
+    print(f"kill switch cleared (tripped {tripped.tripped_at:%Y-%m-%d %H:%M} UTC: "
+          f"{tripped.reason})" if tripped else "kill switch was armed")
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ from bot.domain.risk_limits import RiskLimits
 from bot.exchange.paper import PaperConfig, PaperExchange
 from bot.service.cycle import read_portfolio
 from bot.service.executor import ExecutionReport, Executor
-from bot.service.risk_watch import KILLSWITCH_KEY, RiskWatch, clear_kill_switch
+from bot.service.risk_watch import RiskWatch, clear_kill_switch
 from bot.store.repo import StateStore
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -148,6 +148,10 @@ def test_drawdown_trips_the_kill_switch_and_leaves_no_leverage_or_orders(rig: An
     watch.run(portfolio(ex), salt="rw-dd")
     tripped = log.named("killswitch.tripped")
     assert tripped and "drawdown" in tripped[0]["reason"]
+    trip = store.active_kill_switch()  # durable, with the numbers that tripped it
+    assert trip is not None and trip.reason == tripped[0]["reason"]
+    assert trip.high_water is not None and trip.equity is not None
+    assert trip.equity <= trip.high_water * Decimal("0.75")
     assert ex.fetch_positions() == []
     assert ex.fetch_open_orders(trigger=True) == [] and ex.fetch_open_orders() == []
     assert ex.fetch_balances().total["BTC"] == Decimal("0.2"), "spot is left alone"
@@ -155,7 +159,8 @@ def test_drawdown_trips_the_kill_switch_and_leaves_no_leverage_or_orders(rig: An
     kept, blocks = check_overlay((leg,), RiskLimits(), Regime.BULL, killed=watch.killed)
     assert kept == () and blocks[0].rule == "killswitch"
     assert clear_kill_switch(store) is not None
-    assert store.get(KILLSWITCH_KEY) is None
+    assert store.active_kill_switch() is None
+    assert [t.cleared_by for t in store.kill_switch_history()] == ["resume"]
 
 
 def test_eight_x_is_clipped_to_the_cap_and_never_sent(rig: Any) -> None:

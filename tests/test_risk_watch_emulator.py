@@ -38,7 +38,7 @@ from bot.domain.risk_limits import RiskLimits
 from bot.exchange.ccxt_exchange import CcxtExchange, RetryPolicy
 from bot.service.cycle import read_portfolio
 from bot.service.executor import ExecutionReport, Executor
-from bot.service.risk_watch import KILLSWITCH_KEY, RiskWatch, clear_kill_switch
+from bot.service.risk_watch import RiskWatch, clear_kill_switch
 from bot.store.repo import StateStore
 from tests.exchange_emulator import BinanceEmulator, route_to
 from tests.exchange_emulator.book import PERP_FEE
@@ -244,7 +244,7 @@ def test_a_25pct_drawdown_trips_the_kill_switch_and_leaves_no_leverage_or_orders
     rig.watch.run(rig.portfolio(), salt="rw-after")
     assert len(rig.log.named("killswitch.tripped")) == 1, "tripped once, stays tripped"
     assert clear_kill_switch(rig.store) is not None
-    assert rig.store.get(KILLSWITCH_KEY) is None
+    assert rig.store.active_kill_switch() is None
 
 
 def test_an_eight_x_leg_is_clipped_and_never_reaches_the_venue(rig: Rig) -> None:

@@ -7,6 +7,7 @@ its whole point is to stay what old files on disk actually contain.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from sqlalchemy import (
     Boolean,
     Column,
@@ -37,7 +39,13 @@ from sqlalchemy import (
 
 from bot.domain.models import MarketKind, OrderResult, OrderStatus, OrderType, Side
 from bot.store.engine import create_store_engine, parse_target
-from bot.store.migrate import SchemaError, current_revision, head_revision, upgrade_to_head
+from bot.store.migrate import (
+    SchemaError,
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade_to_head,
+)
 from bot.store.repo import StateStore
 from bot.store.schema import SCHEMA_VERSION
 from tests.pg_server import session_server
@@ -118,6 +126,8 @@ def v1_rows(sqlite: bool) -> dict[str, list[dict[str, Any]]]:
                    dict(ts=ts(T1), equity="1395.123456789", cash="1000")],
         "kv": [dict(key="schema_version", value="1", updated_at=ts(T0)),
                dict(key="replay_cursor", value='"2024-01-03T00:00:00+00:00"',
+                    updated_at=ts(T1)),
+               dict(key="risk.killswitch", value='{"reason": "drawdown 26.0% >= 25%"}',
                     updated_at=ts(T1))],
     }
 
@@ -221,11 +231,17 @@ def test_a_v1_database_with_rows_upgrades_with_nothing_lost(location: Path | str
     with raw.connect() as conn:
         assert current_revision(conn) == head_revision()
     after = dump(raw)
-    # Every row still there, byte for byte; only the schema_version mirror moves on.
+    # Every row still there, byte for byte; the schema_version mirror moves on and the
+    # kill switch moves from kv into its own table (0003), still tripped.
     assert {t: rows for t, rows in after.items() if t != "kv"} == {
         t: rows for t, rows in before.items() if t != "kv"}
-    assert [r for r in after["kv"] if r[0] != "schema_version"] == [
-        r for r in before["kv"] if r[0] != "schema_version"]
+    moved = ("schema_version", "risk.killswitch")
+    assert [r for r in after["kv"] if r[0] not in moved] == [
+        r for r in before["kv"] if r[0] not in moved]
+    assert not [r for r in after["kv"] if r[0] == "risk.killswitch"]
+    active = store.active_kill_switch()
+    assert active is not None and (active.reason, active.tripped_at) == (
+        "drawdown 26.0% >= 25%", T1)
     assert [r[1] for r in after["kv"] if r[0] == "schema_version"] == [str(SCHEMA_VERSION)]
 
     # The same rows, read through the store, with exact values and aware datetimes.
@@ -253,7 +269,41 @@ def test_a_v1_database_with_rows_upgrades_with_nothing_lost(location: Path | str
                                      Decimal(0), None, Decimal(0)), trigger_id="algo-1")
     assert [e.status for e in store.order_history("sb-2")] == ["open"]
     assert store.record_funding("ARB", T1, Decimal("-0.42")) is True
+    cleared = store.clear_kill_switch("test")
+    assert cleared is not None and store.active_kill_switch() is None
+    assert [(k.reason, k.cleared_by) for k in store.kill_switch_history()] == [
+        ("drawdown 26.0% >= 25%", "test")]
     store.close()
+
+
+def test_a_cleared_kill_switch_leaves_no_trip_behind(location: Path | str, raw: Engine) -> None:
+    migrate(location, "0002")
+    with raw.begin() as conn:
+        conn.execute(text("INSERT INTO kv (key, value, updated_at) VALUES "
+                          "('risk.killswitch', 'null', :t)"), {"t": T0})
+    migrate(location)
+    store = StateStore(location)
+    try:
+        assert store.active_kill_switch() is None and store.kill_switch_history() == []
+        assert store.get("risk.killswitch") is None
+    finally:
+        store.close()
+
+
+def test_downgrading_0003_puts_a_tripped_switch_back_in_kv(location: Path | str,
+                                                           raw: Engine) -> None:
+    store = StateStore(location)
+    store.trip_kill_switch("5 consecutive failed jobs", Decimal("900"), Decimal("1000"))
+    assert store.trip_kill_switch("again").reason == "5 consecutive failed jobs"  # one at a time
+    store.close()
+    engine = create_store_engine(parse_target(location), for_migrations=True)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002")
+    engine.dispose()
+    assert "kill_switch_events" not in inspect(raw).get_table_names()
+    with raw.connect() as conn:
+        value = conn.execute(text("SELECT value FROM kv WHERE key = 'risk.killswitch'")).scalar()
+    assert json.loads(value) == {"reason": "5 consecutive failed jobs"}
 
 
 def test_upgrading_twice_is_a_no_op(location: Path | str, raw: Engine) -> None:

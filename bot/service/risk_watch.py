@@ -24,8 +24,8 @@ from bot.domain.risk_limits import RiskLimits
 from bot.exchange.port import ExchangeError, ExchangePort
 from bot.service.executor import ExecutionReport, Executor
 from bot.store.repo import StateStore
+from bot.store.schema import KillSwitchRow
 
-KILLSWITCH_KEY = "risk.killswitch"
 HIGH_WATER_KEY = "risk.high_water"
 FUNDING_BLOCK_KEY = "risk.funding_blocked"
 MAX_CONSECUTIVE_FAILURES = 5
@@ -53,7 +53,7 @@ class RiskWatch:
 
     @property
     def killed(self) -> bool:
-        return bool(self.store.get(KILLSWITCH_KEY))
+        return self.store.active_kill_switch() is not None
 
     def funding_blocked(self) -> set[str]:
         return set(self.store.get(FUNDING_BLOCK_KEY) or [])
@@ -85,7 +85,9 @@ class RiskWatch:
     def trip(self, portfolio: Portfolio, reason: str, salt: str,
              report: ExecutionReport) -> None:
         """Close every leveraged position, cancel every open order, refuse new risk."""
-        self.store.put(KILLSWITCH_KEY, {"reason": reason})
+        high_water = self.store.get(HIGH_WATER_KEY)
+        self.store.trip_kill_switch(reason, portfolio.equity(),
+                                    Decimal(high_water) if high_water else None)
         for position in portfolio.perps.values():
             self.executor.submit(close_intent(position, salt, f"kill switch: {reason}"), None,
                                  report)
@@ -135,13 +137,12 @@ class RiskWatch:
         return {p.token: p for p in self.exchange.fetch_positions() if p.amount != 0}
 
 
-def clear_kill_switch(store: StateStore) -> Any:
-    """Re-arm after a trip (``sectorbot resume``); returns what was tripped, if anything.
+def clear_kill_switch(store: StateStore, cleared_by: str = "resume") -> KillSwitchRow | None:
+    """Re-arm after a trip (``sectorbot resume``); returns the trip cleared, if any.
 
     The high-water mark restarts from the next equity reading, otherwise the same drawdown
     would trip the switch again at once.
     """
-    tripped = store.get(KILLSWITCH_KEY)
-    store.put(KILLSWITCH_KEY, None)
+    tripped = store.clear_kill_switch(cleared_by)
     store.put(HIGH_WATER_KEY, None)
     return tripped

@@ -6,7 +6,6 @@ from decimal import Decimal
 
 from bot.service.cycle import ROTATION_KEY
 from bot.service.replay_driver import CURSOR_KEY
-from bot.service.risk_watch import KILLSWITCH_KEY
 from bot.store.repo import StateStore
 
 
@@ -29,9 +28,11 @@ def render_status(store: StateStore) -> str:
         lines.append(f"equity: {_fmt(last.equity, '0.01')} USDT  cash: "
                      f"{_fmt(last.cash, '0.01')} USDT  change: {change:+.2f}%  "
                      f"drawdown: {drawdown:.2f}%  points: {len(curve)}")
-    killed = store.get(KILLSWITCH_KEY)
-    lines.append(f"kill switch: TRIPPED ({killed.get('reason')}); clear with `sectorbot resume`"
-                 if killed else "kill switch: armed")
+    killed = store.active_kill_switch()
+    trips = len(store.kill_switch_history())
+    lines.append(f"kill switch: TRIPPED {killed.tripped_at:%Y-%m-%d %H:%M} UTC ({killed.reason});"
+                 " clear with `sectorbot resume`" if killed else
+                 f"kill switch: armed ({trips} earlier trip{'s' if trips != 1 else ''})")
     positions = store.positions()
     lines.append("")
     lines.append(f"{'market':<6} {'token':<8} {'amount':>18} {'mark':>14} {'value':>12} "

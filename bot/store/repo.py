@@ -31,6 +31,7 @@ from bot.store.schema import (
     FillRow,
     FundingPaymentRow,
     KeyValueRow,
+    KillSwitchRow,
     OrderEventRow,
     OrderRow,
     PositionRow,
@@ -95,6 +96,40 @@ class StateStore:
         with self.session() as s:
             s.merge(KeyValueRow(key=key, value=json.dumps(value, sort_keys=True),
                                 updated_at=_utcnow()))
+
+    # -- kill switch -----------------------------------------------------------------------
+    def active_kill_switch(self) -> KillSwitchRow | None:
+        """The trip in force (newest uncleared), or None when the switch is armed."""
+        with self.session() as s:
+            return s.scalars(select(KillSwitchRow).where(KillSwitchRow.cleared_at.is_(None))
+                             .order_by(KillSwitchRow.id.desc()).limit(1)).first()
+
+    def trip_kill_switch(self, reason: str, equity: Decimal | None = None,
+                         high_water: Decimal | None = None) -> KillSwitchRow:
+        """Record a trip; an already tripped switch is returned unchanged (one trip at a time)."""
+        with self.session() as s:
+            active = s.scalars(select(KillSwitchRow).where(KillSwitchRow.cleared_at.is_(None))
+                               .order_by(KillSwitchRow.id.desc()).limit(1)).first()
+            if active is not None:
+                return active
+            row = KillSwitchRow(tripped_at=_utcnow(), reason=reason, equity=equity,
+                                high_water=high_water)
+            s.add(row)
+            s.flush()
+            return row
+
+    def clear_kill_switch(self, cleared_by: str) -> KillSwitchRow | None:
+        """Clear the trip in force; returns it (None when nothing was tripped)."""
+        with self.session() as s:
+            active = s.scalars(select(KillSwitchRow).where(KillSwitchRow.cleared_at.is_(None))
+                               .order_by(KillSwitchRow.id.desc())).all()
+            for row in active:
+                row.cleared_at, row.cleared_by = _utcnow(), cleared_by
+            return active[0] if active else None
+
+    def kill_switch_history(self) -> list[KillSwitchRow]:
+        with self.session() as s:
+            return list(s.scalars(select(KillSwitchRow).order_by(KillSwitchRow.id)))
 
     # -- decisions -------------------------------------------------------------------------
     def save_decision(self, decision: Decision) -> None:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Mirrors the numeric Alembic head revision into kv["schema_version"] for humans and for the
 # pre-Alembic detection (a database stamped "1" by create_all is revision 0001).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -186,8 +186,25 @@ class SignalSnapshotRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class KillSwitchRow(Base):
+    """Revision 0003: every trip of the kill switch, with its numbers, and how it was cleared.
+
+    The active trip is the newest row with no ``cleared_at``. Kept as history rather than a
+    flag, so an operator can see how often and why the daemon stopped taking risk.
+    """
+
+    __tablename__ = "kill_switch_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tripped_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    equity: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    high_water: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    cleared_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class KeyValueRow(Base):
-    """Small daemon state: replay cursor, rotation memory, paper account, kill switch."""
+    """Small daemon state: replay cursor, rotation memory, paper account, high-water mark."""
 
     __tablename__ = "kv"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
