@@ -15,6 +15,7 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -49,8 +50,10 @@ class ExchangeSettings(_Section):
     api_secret: SecretStr | None = None
     password: SecretStr | None = None
     margin_mode: Literal["isolated", "cross"] = "isolated"
-    https_proxy: str | None = None
-    """Proxy for every venue request (``http://proxy:3128``); ccxt ignores ``HTTPS_PROXY``."""
+    https_proxy: SecretStr | None = None
+    """Proxy for every venue request (``http://proxy:3128``); ccxt ignores ``HTTPS_PROXY``.
+    A secret: corporate proxies often carry credentials (``http://user:pass@proxy:3128``),
+    so the URL is masked in reprs and both it and its password are scrubbed from logs."""
     trust_env: bool = False
     """Honour ``HTTPS_PROXY``/``REQUESTS_CA_BUNDLE`` from the environment (off: ccxt's default)."""
     ca_bundle: Path | None = None
@@ -222,6 +225,15 @@ class Settings(BaseSettings):
             value = getattr(self.exchange, key)
             if value is not None and value.get_secret_value():
                 out.append(value.get_secret_value())
+        if self.exchange.https_proxy is not None:
+            proxy = self.exchange.https_proxy.get_secret_value()
+            out.append(proxy)
+            try:
+                password = urlsplit(proxy).password
+            except ValueError:
+                password = None
+            if password:
+                out.append(password)
         return out
 
 

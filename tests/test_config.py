@@ -104,6 +104,18 @@ def test_secrets_file_and_masking(tmp_path: Path) -> None:
     assert "KEY-1234567" not in repr(s)
 
 
+def test_a_proxy_url_with_credentials_is_a_secret(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Corporate proxies carry passwords: masked in reprs, scrubbed from logs."""
+    url = "http://svc-user:pr0xy-pa55word@proxy.corp.invalid:3128"
+    monkeypatch.setenv("SECTORBOT__EXCHANGE__HTTPS_PROXY", url)
+    s = load_settings(write(tmp_path, 'mode = "paper"\n'))
+    assert s.exchange.https_proxy is not None
+    assert s.exchange.https_proxy.get_secret_value() == url
+    assert "pr0xy-pa55word" not in repr(s) and "pr0xy-pa55word" not in str(s.public_dict())
+    assert {url, "pr0xy-pa55word"} <= set(s.secret_values())
+
+
 def test_non_paper_mode_needs_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(write(tmp_path, 'mode = "testnet"\n[exchange]\nname = "bybit"\n'))

@@ -79,7 +79,7 @@ def build_exchange(settings: Settings, universe: Universe) -> CcxtExchange:
         tokens=[t.symbol for t in tokens if t.spot],
         perp_tokens=[t.symbol for t in tokens if t.perp],
         max_leverage=settings.risk.max_leverage, margin_mode=ex.margin_mode,
-        https_proxy=ex.https_proxy, trust_env=ex.trust_env, ca_bundle=ex.ca_bundle,
+        https_proxy=secret(ex.https_proxy), trust_env=ex.trust_env, ca_bundle=ex.ca_bundle,
         retry=RetryPolicy(read_attempts=ex.read_attempts))
 
 
