@@ -120,6 +120,24 @@ def test_spot_buy_and_sell_charge_slippage_and_fee_in_usdt() -> None:
     assert "SOL" not in ex.fetch_balances().total
 
 
+def test_a_thin_book_fills_part_of_a_market_order_and_expires_the_rest() -> None:
+    ex = PaperExchange(PaperConfig(depth_notional=D(250)), ["SOL"], ["SOL"])
+    ex.update_market(T0, {"SOL": D(100)}, {})
+    res = ex.place_order(order("b1", "SOL", SPOT, BUY, "10"))
+    # the book holds 250 USDT: 2.5 SOL fill at 100.05, fee 10 bps, the other 7.5 expire
+    assert (res.status, res.amount, res.filled) == (OrderStatus.EXPIRED, D(10), D("2.5"))
+    assert ex.fetch_balances().total["SOL"] == D("2.5")
+    assert cash(ex) == D(10000) - D("2.5") * D("100.05") * (1 + D("0.001"))
+    res = ex.place_order(order("p1", "SOL", PERP, SELL, "4"))
+    assert (res.status, res.filled) == (OrderStatus.EXPIRED, D("2.5"))
+    (position,) = ex.fetch_positions()
+    assert position.amount == D("-2.5")
+    small = ex.place_order(order("b2", "SOL", SPOT, BUY, "2"))  # 200 USDT fits the book
+    assert (small.status, small.filled) == (OrderStatus.FILLED, D(2))
+    kept = ex.fetch_order_by_client_id("b1", "SOL", SPOT)  # the venue remembers the partial
+    assert kept is not None and (kept.status, kept.filled) == (OrderStatus.EXPIRED, D("2.5"))
+
+
 def test_refused_orders_change_nothing() -> None:
     ex = exchange(SOL="100")
     ex.place_order(order("b1", "SOL", SPOT, BUY, "1"))

@@ -81,7 +81,9 @@ class RiskMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
-        self.paper = PaperExchange(PaperConfig(starting_cash=Decimal(10000)), TOKENS, PERPS)
+        # A thin book: a market order above 800 USDT fills in part and the rest expires.
+        self.paper = PaperExchange(PaperConfig(starting_cash=Decimal(10000),
+                                               depth_notional=Decimal(800)), TOKENS, PERPS)
         self.prices = {"BTC": Decimal(40000), "SOL": Decimal(100), "ARB": Decimal(1)}
         self.now = T0
         self.paper.update_market(self.now, self.prices, {})
@@ -170,6 +172,16 @@ class RiskMachine(RuleBasedStateMachine):
     def every_position_has_a_stop_after_a_clean_tick(self) -> None:
         unprotected = [p.token for p in self.paper.fetch_positions() if p.stop_price is None]
         assert unprotected == []
+
+    @precondition(lambda self: self.protected_since_last_clean_tick)
+    @invariant()
+    def every_stop_covers_its_whole_position_after_a_clean_tick(self) -> None:
+        """A stop for part of a position (sized before a top-up, or on a partial fill that
+        later grew) protects only that part."""
+        stops = self.paper.fetch_open_orders(trigger=True)
+        for p in self.paper.fetch_positions():
+            covered = sum((o.amount for o in stops if o.token == p.token), Decimal(0))
+            assert covered >= abs(p.amount), (p.token, covered, p.amount)
 
     @invariant()
     def no_client_id_is_sent_twice(self) -> None:

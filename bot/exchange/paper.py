@@ -322,9 +322,10 @@ class PaperExchange:
         self._check_min_notional(amount, mark, MarketKind.SPOT)
         slip = self._config.slippage
         price = mark * (1 + slip) if intent.side is Side.BUY else mark * (1 - slip)
-        fee = self._ledger.spot_fill(intent.token, intent.side, amount, price)
-        return self._orders.record(intent, amount, OrderStatus.FILLED, (amount, price, fee),
-                                   None, self._clock)
+        filled, status = self._book_depth(intent.token, amount, mark)
+        fee = self._ledger.spot_fill(intent.token, intent.side, filled, price)
+        return self._orders.record(intent, amount, status, (filled, price, fee), None,
+                                   self._clock)
 
     def _perp_market(self, intent: OrderIntent, amount: Decimal, mark: Decimal) -> OrderResult:
         buy = intent.side is Side.BUY
@@ -339,14 +340,27 @@ class PaperExchange:
             self._check_min_notional(amount, mark, MarketKind.PERP)
         slip = self._config.slippage
         price = mark * (1 + slip) if buy else mark * (1 - slip)
-        plan = self._ledger.plan_perp(intent.token, amount if buy else -amount, price)
+        filled, status = self._book_depth(intent.token, amount, mark)
+        plan = self._ledger.plan_perp(intent.token, filled if buy else -filled, price)
         if plan.free_after < 0:
             raise OrderRejected(f"margin is insufficient: free {QUOTE} would be "
                                 f"{plan.free_after} (Binance -2019)")
         if self._ledger.apply_perp(intent.token, plan, self.now()):
             self._orders.cancel_stops(intent.token)
-        return self._orders.record(intent, amount, OrderStatus.FILLED, (amount, price, plan.fee),
-                                   None, self._clock)
+        return self._orders.record(intent, amount, status, (filled, price, plan.fee), None,
+                                   self._clock)
+
+    def _book_depth(self, token: str, amount: Decimal, mark: Decimal) -> tuple[Decimal,
+                                                                              OrderStatus]:
+        """What a market order of ``amount`` fills on a book ``depth_notional`` deep: all of
+        it (FILLED), or the part the book holds with the rest expired (EXPIRED)."""
+        depth = self._config.depth_notional
+        if depth <= 0 or amount * mark <= depth:
+            return amount, OrderStatus.FILLED
+        filled = self._to_step(token, depth / mark)
+        if filled <= 0:
+            raise OrderRejected(f"no liquidity for {token}: the book holds {depth} {QUOTE}")
+        return filled, OrderStatus.EXPIRED
 
     def _place_stop(self, intent: OrderIntent, amount: Decimal, mark: Decimal) -> OrderResult:
         """Rest a reduce-only stop-market order against the current position.

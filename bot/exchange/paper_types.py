@@ -43,6 +43,9 @@ class PaperConfig:
     min_notional_spot: Decimal = Decimal("5")
     min_notional_perp: Decimal = Decimal("5")
     max_leverage_hard: Decimal = Decimal("5")
+    depth_notional: Decimal = Decimal("0")
+    """Most quote value one market order can take from the book; the rest of a bigger order
+    expires unfilled, as on a thin book (0: unlimited). Exercises partial-fill handling."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
