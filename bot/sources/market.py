@@ -142,9 +142,14 @@ class VenueSignals:
             raise ExchangeError(f"{token.symbol} has no listed market on {self.exchange.name}")
         instance, symbol, _ = self.exchange.route(token.symbol, kind)
         limit = min(self.lookback_days + 2, MAX_CANDLES)
+        # Some venues cap one request below ``limit`` without saying so (OKX: 300 bars); with
+        # ``since`` and ``paginate`` ccxt pages through them (Binance still takes one request).
+        # ``maxRetries=0``: ccxt's paging would retry each page 3 times on its own, without
+        # backoff, under the adapter's own retry policy.
+        since = int(instance.milliseconds()) - limit * DAY_MS
         rows = self.exchange.caller.read(
             instance, f"fetch_ohlcv {symbol}",
-            lambda: instance.fetch_ohlcv(symbol, "1d", None, limit))
+            lambda: instance.fetch_ohlcv(symbol, "1d", since, limit, {"paginate": True, "maxRetries": 0}))
         return list(rows or [])
 
 
