@@ -444,7 +444,7 @@ def test_debug_logging_never_carries_the_api_key(emu: BinanceEmulator,
     assert KEY not in caplog.text and SECRET not in caplog.text
 
 
-# -- other venues: construction only (no emulator for them yet) ------------------------------
+# -- other venues: how they are constructed (driven end to end in test_ccxt_{bybit,okx}.py) --
 
 def capture(venue: str, mode: str, **extra: Any) -> dict[MarketKind, Any]:
     """Build the adapter with a factory that keeps the ccxt instances (no request is made)."""

@@ -135,10 +135,12 @@ class Caller:
     """
 
     def __init__(self, policy: RetryPolicy, scrub: Scrubber,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 retry_hint: Callable[[Any], float | None] | None = None) -> None:
         self.policy = policy
         self.scrub = scrub
         self._sleep = sleep
+        self._retry_hint = retry_hint
         self._quiet_until = 0.0
         self._lock = threading.Lock()
 
@@ -150,10 +152,15 @@ class Caller:
             self._sleep(remaining)
 
     def note_throttle(self, exchange: Any, exc: BaseException, attempt: int) -> None:
-        """Read ``Retry-After`` from the refused response and pause the whole account."""
+        """Read when the limit lifts from the refused response (the venue's own header via
+        ``retry_hint``, e.g. Bybit's ``X-Bapi-Limit-Reset-Timestamp``, else ``Retry-After``)
+        and pause the whole account."""
         headers = getattr(exchange, "last_response_headers", None) or {}
-        hinted = parse_retry_after(headers.get("Retry-After") if hasattr(headers, "get")
-                                   else None)
+        if not hasattr(headers, "get"):
+            headers = {}
+        hinted = self._retry_hint(headers) if self._retry_hint is not None else None
+        if hinted is None:
+            hinted = parse_retry_after(headers.get("Retry-After"))
         if hinted is not None:
             exc.retry_after = hinted  # type: ignore[attr-defined]
         wait = self.policy.delay(attempt, exc)

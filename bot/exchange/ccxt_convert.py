@@ -82,7 +82,9 @@ def ms_to_datetime(ms: object) -> datetime | None:
 
 def is_trigger_order(raw: dict[str, Any]) -> bool:
     info = raw.get("info") or {}
-    return raw.get("triggerPrice") is not None or "algoId" in info or "algoStatus" in info
+    # by value, not key: OKX sends ``algoId: ""`` on every regular order
+    return (raw.get("triggerPrice") is not None or bool(info.get("algoId"))
+            or "algoStatus" in info)
 
 
 def order_status(raw: dict[str, Any], filled: Decimal) -> OrderStatus:

@@ -1,4 +1,4 @@
-"""``ExchangePort`` over ccxt (sync): Binance spot + USD-M first, Bybit and OKX structurally.
+"""``ExchangePort`` over ccxt (sync): Binance spot + USD-M, Bybit v5 unified, OKX.
 
 One ccxt instance per market type (spot, perps) for one account, with ccxt's rate limiter on
 and its own retry off. Reads retry (``ccxt_calls``); writes never resend blindly: a failed
@@ -118,7 +118,8 @@ class CcxtExchange:
         self.margin_mode = margin_mode
         self._spot_tokens, self._perp_tokens = _tokens(tokens), _tokens(perp_tokens)
         secrets = [_plain(api_key), _plain(api_secret), _plain(password)]
-        self._caller = Caller(retry or RetryPolicy(), Scrubber(secrets))
+        self._caller = Caller(retry or RetryPolicy(), Scrubber(secrets),
+                              retry_hint=self.venue.retry_after)
         self._markets_ttl = markets_ttl_seconds
         config: dict[str, Any] = {"enableRateLimit": True, "timeout": int(timeout_ms)}
         for key, value in zip(("apiKey", "secret", "password"), secrets, strict=True):
@@ -280,10 +281,15 @@ class CcxtExchange:
             if spot is not None:
                 raw = self._caller.read(spot, "fetch_balance", spot.fetch_balance)
                 totals = raw.get("total") or {}
-                out[MarketKind.SPOT] = Balances(
-                    free={a: dec((raw.get("free") or {}).get(a)) for a in totals
-                          if dec(totals[a]) > 0 or a == QUOTE},
-                    total={a: dec(v) for a, v in totals.items() if dec(v) > 0 or a == QUOTE})
+                free = {a: dec((raw.get("free") or {}).get(a)) for a in totals
+                        if dec(totals[a]) > 0 or a == QUOTE}
+                total = {a: dec(v) for a, v in totals.items() if dec(v) > 0 or a == QUOTE}
+                if self.venue.unified_wallet:
+                    # One wallet holds the perp margin too: the venue says which quote figure
+                    # leaves out unrealised PnL (OKX's USDT total, eq, includes it, and the
+                    # core adds the positions' PnL itself).
+                    free[QUOTE], total[QUOTE] = self.venue.perp_wallet(raw)
+                out[MarketKind.SPOT] = Balances(free=free, total=total)
             if perp is not None:
                 raw = self._caller.read(perp, "fetch_balance", perp.fetch_balance)
                 wallet_free, wallet_total = self.venue.perp_wallet(raw)
@@ -300,7 +306,7 @@ class CcxtExchange:
             if not symbols:
                 return []
             raws = self._caller.read(exchange, "fetch_positions",
-                                     lambda: exchange.fetch_positions(symbols))
+                                     lambda: self.venue.fetch_positions(exchange, symbols))
             stops = self._orders.open_orders(trigger=True)
             out = []
             for raw in raws:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -105,8 +106,37 @@ class OrderDesk:
             raise OrderRejected(f"{self._ex.name} cannot attach {sorted(attached)} to an order")
         if not (intent.market is MarketKind.PERP and intent.reduce_only):
             self._check_notional(intent, exchange, symbol, market, contracts * size)
-        return self._send(intent, exchange, symbol, size, order_type, str(contracts), price,
-                          params)
+        result = self._send(intent, exchange, symbol, size, order_type, str(contracts), price,
+                            params)
+        if venue.create_acks_only and result.status is OrderStatus.UNKNOWN:
+            result = self._read_back(intent, result)
+        return result
+
+    def _read_back(self, intent: OrderIntent, sent: OrderResult) -> OrderResult:
+        """The accepted order as the venue now shows it (Bybit and OKX answer a create with
+        ids only). A market order still open is read again: a venue may match it a moment
+        later. If the order cannot be read, the acknowledgement is returned as it is (status
+        UNKNOWN, with what was asked for): the order exists, so nothing may be raised and
+        the journal's reconciliation settles it later."""
+        policy = self._ex.caller.policy
+        trigger = intent.order_type is OrderType.STOP_MARKET
+        found: OrderResult | None = None
+        for attempt in range(policy.lookup_attempts):
+            if attempt:
+                time.sleep(policy.lookup_delay)
+            try:
+                found = self.find(intent.client_id, intent.token, intent.market,
+                                  trigger) or found
+            except ExchangeError:
+                break
+            if found is not None and not (intent.order_type is OrderType.MARKET
+                                          and found.status is OrderStatus.OPEN):
+                return found
+        if found is not None:
+            return found
+        return replace(sent, side=intent.side, order_type=intent.order_type,
+                       amount=intent.amount, trigger_price=intent.trigger_price,
+                       reduce_only=intent.reduce_only)
 
     def _check_intent(self, intent: OrderIntent) -> None:
         wire = self._ex.venue.wire_client_id(intent.client_id)
@@ -303,7 +333,7 @@ class OrderDesk:
         exchange, symbol, _ = self._ex.route(result.token, result.market)
         caller = self._ex.caller
         trigger = result.order_type is OrderType.STOP_MARKET
-        params = {"trigger": True} if trigger else {}
+        params = self._ex.venue.cancel_params(trigger)
         failed: BaseException | None = None
         for attempt in range(1, caller.policy.read_attempts + 1):
             try:

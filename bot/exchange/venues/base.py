@@ -46,6 +46,8 @@ class Venue:
     #: substrings that mean "nothing to change" for margin mode / leverage
     already_set_markers: tuple[str, ...] = ()
     client_id_pattern = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
+    #: the create-order answer carries ids only (Bybit v5): read the order back by client id
+    create_acks_only = False
 
     def options(self, kind: MarketKind) -> dict[str, Any]:
         """ccxt ``options``. ``maxRetriesOnFailure=0``: ccxt's own retry would resend an
@@ -95,6 +97,19 @@ class Venue:
     def funding_intervals(self, exchange: Any, symbols: list[str]) -> dict[str, float]:
         """Known funding intervals in hours per symbol (from market data)."""
         return {}
+
+    def cancel_params(self, trigger: bool) -> dict[str, Any]:
+        """ccxt params for cancelling an order; ``trigger``: it is a stop (conditional)."""
+        return {"trigger": True} if trigger else {}
+
+    def fetch_positions(self, exchange: Any, symbols: list[str]) -> list[dict[str, Any]]:
+        """Raw ccxt positions; entries for other symbols may be included (callers filter)."""
+        return list(exchange.fetch_positions(symbols))
+
+    def retry_after(self, headers: Any) -> float | None:
+        """Seconds until a rate limit lifts, from a venue-specific header of the refused
+        response; None: no such header (the standard ``Retry-After`` is read anyway)."""
+        return None
 
     def set_margin_mode(self, exchange: Any, symbol: str, mode: str) -> None:
         exchange.set_margin_mode(mode, symbol)
