@@ -1,4 +1,8 @@
-"""OKX v5: demo is the live host plus a header, swaps trade in contracts."""
+"""OKX v5: demo is the live host plus a header, swaps trade in contracts, stops are algo orders.
+
+Exercised end to end against the local OKX emulator (``tests/exchange_emulator/okx_*``,
+``tests/test_ccxt_okx.py``) through unmodified ccxt 4.5.x.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,83 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from bot.domain.models import MarketKind, OrderIntent
-from bot.exchange.venues.base import Mode, Venue, leverage_arg
+import ccxt
+
+from bot.domain.models import QUOTE, MarketKind, OrderIntent
+from bot.exchange.venues.base import Mode, Venue, dec, leverage_arg
+
+#: ``ordType`` values of OKX algo orders (``trade/order-algo``); everything else is a
+#: regular order (``trade/order``)
+ALGO_TYPES = frozenset({"conditional", "oco", "trigger", "move_order_stop", "iceberg", "twap",
+                        "chase"})
+#: what our stops are: ``ordType=conditional`` with ``slTriggerPx``
+STOP_TYPE = "conditional"
+# clOrdId/algoClOrdId take letters and digits only; our ids use '-' and '_'. They are
+# escaped with 'Z' (a prefix-free code, so the venue's copy decodes back to our id).
+_ESCAPE = {"-": "Zd", "_": "Zu", "Z": "ZZ"}
+_UNESCAPE = {v[1]: k for k, v in _ESCAPE.items()}
+
+
+def client_id_from_wire(wire: str) -> str:
+    """Inverse of ``Okx.wire_client_id``; an id we did not encode comes back unchanged."""
+    out, i = [], 0
+    while i < len(wire):
+        ch = wire[i]
+        if ch == "Z":
+            original = _UNESCAPE.get(wire[i + 1:i + 2])
+            if original is None:
+                return wire
+            out.append(original)
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 class Okx(Venue):
     """OKX: demo trading is the live host plus ``x-simulated-trading: 1`` (set_sandbox_mode),
-    with API keys created in demo mode. Swap amounts are contracts (``contractSize``)."""
+    with API keys created in demo mode. One trading account (``unified_wallet``) in net
+    position mode. Swap amounts are contracts (``contractSize``, e.g. 0.1 ETH)."""
 
     name = "okx"
     spot_class = "okx"
     perp_class = "okx"
-    duplicate_markers = ("51016", "Duplicated clOrdId")
-    already_set_markers = ("59107",)
+    # 51016: regular orders; 51065: algo orders (algoClOrdId), which ccxt maps to nothing
+    duplicate_markers = ("51016", "Duplicated clOrdId", "51065", "algoClOrdId already exists")
+    # 59107 ("pending orders, modify the leverage after canceling them") is a refusal, not
+    # "already set": the leverage did not change. OKX answers an unchanged value with code 0.
+    already_set_markers = ()
     client_id_pattern = re.compile(r"^[A-Za-z0-9]{1,32}$")
+    # trade/order, batch-orders and order-algo answer with ids and sCode only (no state, no
+    # fill): without the read-back a filled market order would be reported UNKNOWN, empty
+    create_acks_only = True
+
+    def options(self, kind: MarketKind) -> dict[str, Any]:
+        """Only the instrument type this instance trades: ccxt's default also loads futures
+        and two option chains (five requests per instance instead of one)."""
+        opts = super().options(kind)
+        opts["fetchMarkets"] = {"types": ["spot" if kind is MarketKind.SPOT else "swap"]}
+        return opts
 
     def enter_mode(self, exchange: Any, mode: Mode, kind: MarketKind) -> None:
         if mode in ("testnet", "demo"):
             exchange.set_sandbox_mode(True)
 
     def wire_client_id(self, client_id: str) -> str:
-        """clOrdId allows letters and digits only (<= 32): drop everything else."""
-        return re.sub(r"[^A-Za-z0-9]", "", client_id)[:32]
+        """Letters and digits only (<= 32), reversibly: '-' -> 'Zd', '_' -> 'Zu', 'Z' ->
+        'ZZ'. Any other character, or more than 32 after escaping, is left for
+        ``client_id_pattern`` to refuse before sending (dropping characters or truncating
+        could give two of our orders one venue id)."""
+        out = []
+        for ch in client_id:
+            if ch in _ESCAPE:
+                out.append(_ESCAPE[ch])
+            elif ch.isascii() and ch.isalnum():
+                out.append(ch)
+            else:
+                return client_id
+        return "".join(out)
 
     def order_params(self, intent: OrderIntent, margin_mode: str) -> dict[str, Any]:
         params = super().order_params(intent, margin_mode)
@@ -36,8 +95,50 @@ class Okx(Venue):
         return params
 
     def stop_params(self, intent: OrderIntent, trigger: str) -> dict[str, Any]:
-        """-> ``POST /api/v5/trade/order-algo`` with ``ordType=conditional``."""
-        return {"stopLossPrice": trigger, "reduceOnly": True}
+        """-> ``POST /api/v5/trade/order-algo`` with ``ordType=conditional``,
+        ``slTriggerPx=trigger``, ``slOrdPx=-1`` (market). The algo's client id is
+        ``algoClOrdId`` (ccxt only sets ``clOrdId`` from ``clientOrderId``); the mark price
+        triggers, so one wick of the last traded price cannot fire the stop."""
+        return {"stopLossPrice": trigger, "reduceOnly": True, "slTriggerPxType": "mark",
+                "algoClOrdId": self.wire_client_id(intent.client_id)}
+
+    def find_order(self, exchange: Any, symbol: str, wire_id: str,
+                   trigger: bool) -> dict[str, Any] | None:
+        """One lookup by client id, any state: ``GET trade/order?clOrdId=`` or ``GET
+        trade/order-algo?algoClOrdId=``. (Searching the open/closed lists would miss
+        cancelled orders and, since ccxt asks for ``ordType=trigger``, every stop.)"""
+        params: dict[str, Any] = {"clientOrderId": wire_id}
+        if trigger:
+            params["trigger"] = True
+        try:
+            raw = dict(exchange.fetch_order(None, symbol, params))
+        except ccxt.OrderNotFound:
+            return None
+        if is_algo(raw) != trigger:
+            return None
+        return unified(raw)
+
+    def open_orders(self, exchange: Any, symbols: list[str],
+                    trigger: bool) -> list[dict[str, Any]]:
+        """One request for all symbols. Stops are asked for as ``ordType=conditional``:
+        ccxt's default for ``trigger=True`` is ``ordType=trigger``, which lists none."""
+        wanted = set(symbols)
+        inst_type = "SWAP" if any(":" in s for s in symbols) else "SPOT"
+        params: dict[str, Any] = {"instType": inst_type}
+        if trigger:
+            params.update({"trigger": True, "ordType": STOP_TYPE})
+        return [unified(dict(o)) for o in exchange.fetch_open_orders(None, None, None, params)
+                if o.get("symbol") in wanted]
+
+    def triggered_child(self, exchange: Any, raw: dict[str, Any],
+                        symbol: str) -> dict[str, Any] | None:
+        """The market order a fired stop placed (``ordIdList``, or the older ``ordId``)."""
+        info = raw.get("info") or {}
+        children = [str(i) for i in info.get("ordIdList") or [] if i] or (
+            [str(info["ordId"])] if info.get("ordId") else [])
+        if not children:
+            return None
+        return unified(dict(exchange.fetch_order(children[-1], symbol)))
 
     def set_margin_mode(self, exchange: Any, symbol: str, mode: str) -> None:
         """OKX has no per-symbol margin-mode switch: the mode travels with every order
@@ -45,3 +146,46 @@ class Okx(Venue):
 
     def set_leverage(self, exchange: Any, symbol: str, leverage: Decimal, mode: str) -> None:
         exchange.set_leverage(leverage_arg(leverage), symbol, {"marginMode": mode})
+
+    def fetch_positions(self, exchange: Any, symbols: list[str]) -> list[dict[str, Any]]:
+        """All swap positions in one request, filtered here: ``account/positions`` takes at
+        most 10 comma-separated ``instId`` values."""
+        wanted = set(symbols)
+        return [dict(p) for p in exchange.fetch_positions(None, {"instType": "SWAP"})
+                if p.get("symbol") in wanted]
+
+    def perp_wallet(self, balance: dict[str, Any]) -> tuple[Decimal, Decimal]:
+        """ccxt's USDT ``total`` is OKX's ``eq``, which includes unrealised PnL; the port
+        wants the cash balance (isolated margin included, PnL not)."""
+        for data in (balance.get("info") or {}).get("data") or []:
+            for entry in data.get("details") or []:
+                if entry.get("ccy") == QUOTE:
+                    return dec(entry.get("availBal")), dec(entry.get("cashBal"))
+        return super().perp_wallet(balance)
+
+
+def is_algo(raw: dict[str, Any]) -> bool:
+    return str((raw.get("info") or {}).get("ordType") or "") in ALGO_TYPES
+
+
+def unified(raw: dict[str, Any]) -> dict[str, Any]:
+    """A ccxt order as the adapter reads it.
+
+    * Algo orders: the client id is ``algoClOrdId`` and a conditional stop's trigger is
+      ``slTriggerPx`` (ccxt leaves ``triggerPrice`` empty: it reads ``triggerPx`` only).
+    * Regular orders: OKX sends ``algoId``/``algoClOrdId`` on them too (empty, or the stop
+      that placed them), which would make them look like stops; they are dropped.
+    * The client id is decoded back to ours (see ``Okx.wire_client_id``).
+    """
+    info = dict(raw.get("info") or {})
+    if is_algo(raw):
+        cid = info.get("algoClOrdId") or raw.get("clientOrderId")
+        if raw.get("triggerPrice") is None:
+            raw["triggerPrice"] = raw.get("stopLossPrice") or raw.get("takeProfitPrice")
+    else:
+        info.pop("algoId", None)
+        info.pop("algoClOrdId", None)
+        cid = raw.get("clientOrderId")
+    raw["info"] = info
+    raw["clientOrderId"] = client_id_from_wire(str(cid)) if cid else None
+    return raw
