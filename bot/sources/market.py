@@ -149,7 +149,8 @@ class VenueSignals:
         since = int(instance.milliseconds()) - limit * DAY_MS
         rows = self.exchange.caller.read(
             instance, f"fetch_ohlcv {symbol}",
-            lambda: instance.fetch_ohlcv(symbol, "1d", since, limit, {"paginate": True, "maxRetries": 0}))
+            lambda: instance.fetch_ohlcv(symbol, "1d", since, limit,
+                                         {"paginate": True, "maxRetries": 0}))
         return list(rows or [])
 
 
