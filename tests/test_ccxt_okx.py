@@ -440,3 +440,24 @@ def test_daily_closes_cover_the_whole_lookback(adapter: CcxtExchange,
     snapshot = signals.snapshot(datetime.now(UTC))
     assert "prices:SOL" not in snapshot.stale
     assert len(snapshot.closes["SOL"].points) >= 399  # 300 on OKX today, silently
+
+
+def test_an_account_in_long_short_mode_is_refused_before_any_change(emu: OkxEmulator) -> None:
+    """One-way (net) orders are all the adapter sends; a long/short account would refuse
+    them only after leverage had been changed, so the mode is checked first, once."""
+    emu.book.pos_mode = "long_short_mode"
+    exchange = make(emu)
+    try:
+        exchange.load_markets()
+        emu.clear_requests()
+        with pytest.raises(OrderRejected, match="net mode"):
+            exchange.set_leverage("SOL", Decimal(2))
+        assert emu.requests_for("POST") == []  # no leverage change, no order
+        emu.book.pos_mode = "net_mode"
+        exchange.set_leverage("SOL", Decimal(2))
+        exchange.set_margin_mode("SOL", "isolated")
+        exchange.set_leverage("ETH", Decimal(2))
+        assert emu.count("GET", "account/config") == 2  # the refusal, then one check
+        assert emu.count("POST", "account/set-leverage") == 2
+    finally:
+        exchange.close()

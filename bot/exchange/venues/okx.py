@@ -50,6 +50,7 @@ class Okx(Venue):
     position mode. Swap amounts are contracts (``contractSize``, e.g. 0.1 ETH)."""
 
     name = "okx"
+    _net_mode_checked = False
     spot_class = "okx"
     perp_class = "okx"
     # 51016: regular orders; 51065: algo orders (algoClOrdId), which ccxt maps to nothing
@@ -142,9 +143,27 @@ class Okx(Venue):
 
     def set_margin_mode(self, exchange: Any, symbol: str, mode: str) -> None:
         """OKX has no per-symbol margin-mode switch: the mode travels with every order
-        (``tdMode``) and with ``set_leverage``."""
+        (``tdMode``) and with ``set_leverage``; only the position mode is checked."""
+        self._require_net_mode(exchange)
+
+    def _require_net_mode(self, exchange: Any) -> None:
+        """The adapter sends one-way (net) orders, which an account in long/short mode
+        refuses (51000). Checked once, before the first leverage or margin call of a perp
+        entry, so a refusal changes nothing; the account setting is the user's to change."""
+        if self._net_mode_checked:
+            return
+        config = exchange.private_get_account_config()
+        data = (config.get("data") or [{}])[0] if isinstance(config, dict) else {}
+        pos_mode = str(data.get("posMode") or "")
+        if pos_mode != "net_mode":
+            raise ccxt.BadRequest(
+                f"okx: the account is in position mode {pos_mode or 'unknown'!r}; sectorbot "
+                "trades one-way: switch the account to net mode (Trade settings -> Position "
+                "mode -> One-way) with no open swap positions or orders")
+        self._net_mode_checked = True
 
     def set_leverage(self, exchange: Any, symbol: str, leverage: Decimal, mode: str) -> None:
+        self._require_net_mode(exchange)
         exchange.set_leverage(leverage_arg(leverage), symbol, {"marginMode": mode})
 
     def fetch_positions(self, exchange: Any, symbols: list[str]) -> list[dict[str, Any]]:
