@@ -204,3 +204,33 @@ def test_reprotecting_with_the_same_salt_never_recovers_a_dead_stop(rig: Any) ->
     (live,) = ex.fetch_open_orders(trigger=True)
     assert live.client_id == f"{first.client_id}-1"
     assert ex.fetch_positions()[0].stop_price == live.trigger_price
+
+
+def test_an_unprotected_position_past_its_stop_level_is_closed_not_restopped(
+        tmp_path: Path) -> None:
+    """Found by the state machine: a short's stop was cancelled, the price then rose 25%
+    past where the stop sat. Re-placing the stop is impossible (it would fire at once, the
+    venue refuses it), so the watchdog does what the stop would have done, on a thin book
+    that needs several orders."""
+    ex = PaperExchange(PaperConfig(starting_cash=Decimal(10000), depth_notional=Decimal(400)),
+                       ["BTC", "SOL"], ["SOL"])
+    ex.update_market(T0, {"BTC": Decimal(40000), "SOL": Decimal(100)}, {})
+    store = StateStore(tmp_path / "s.sqlite3")
+    log = RecordingLog()
+    executor = Executor(ex, store, log)
+    watch = RiskWatch(ex, store, executor, RiskLimits(), log)
+    report = ExecutionReport()
+    short = OrderIntent("sb-test-short", "SOL", MarketKind.PERP, Side.SELL, Decimal(4),
+                        leverage=Decimal(1))
+    assert executor.submit(short, "d1", report) is not None
+    executor.protect({"SOL"}, {"SOL": 0.08}, 0.08, "d1", report)
+    (stop,) = ex.fetch_open_orders(trigger=True)
+    ex.cancel_order(stop)
+    ex.update_market(T0 + timedelta(hours=1), {"SOL": Decimal(125)}, {})
+    watch.run(portfolio(ex), salt="rw-crossed")
+    assert ex.fetch_positions() == []  # 4 SOL at 125 = 500 USDT: two orders on a 400 book
+    (missing,) = log.named("stoploss.missing")
+    assert missing["action"] == "close"
+    assert len(log.named("order.partially_filled")) == 1
+    assert ex.fetch_open_orders(trigger=True) == []
+    store.close()

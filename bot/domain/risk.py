@@ -84,6 +84,16 @@ def stop_price_for(position: PerpPosition, stop_distance: float) -> Decimal:
     return position.entry_price * (1 + distance)
 
 
+def stop_crossed(position: PerpPosition, trigger: Decimal) -> bool:
+    """True when the mark is already at or beyond ``trigger``: the stop would have fired, so
+    a venue refuses to place it (Binance -2021) and the position must be closed instead."""
+    if position.mark_price <= 0:
+        return False
+    if position.side is PositionSide.LONG:
+        return position.mark_price <= trigger
+    return position.mark_price >= trigger
+
+
 def price_deviation(reference: Decimal, current: Decimal) -> float:
     """How far ``current`` is from ``reference``, as a fraction of the reference (>= 0)."""
     if reference <= 0:

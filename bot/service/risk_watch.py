@@ -19,6 +19,8 @@ from bot.domain.risk import (
     kill_switch_reason,
     near_liquidation,
     positions_missing_stops,
+    stop_crossed,
+    stop_price_for,
 )
 from bot.domain.risk_limits import RiskLimits
 from bot.exchange.port import ExchangeError, ExchangePort
@@ -30,6 +32,8 @@ HIGH_WATER_KEY = "risk.high_water"
 FUNDING_BLOCK_KEY = "risk.funding_blocked"
 MAX_CONSECUTIVE_FAILURES = 5
 FUNDING_REARM_RATIO = 0.5
+MAX_CLOSE_ROUNDS = 5
+"""Reduce-only orders one risk exit may send for one position when the book fills in part."""
 """Hysteresis: a token closed for excessive funding may be re-entered only once its funding
 is back below this share of the exit threshold."""
 
@@ -69,18 +73,44 @@ class RiskWatch:
             if reason is not None:
                 self.trip(portfolio, reason, salt, report)
                 return
+        else:
+            # Tripped earlier: whatever a partial or failed close left behind goes now.
+            for position in self._live_perps().values():
+                self.close_fully(position, salt, "kill switch: remainder", report)
         self._funding_exits(portfolio, salt, report)
         buffer = self.limits.liquidation_buffer_fraction
         for position, distance in near_liquidation(self._live_perps(), buffer):
             self.log.warning("risk.blocked", rule="liquidation_buffer", token=position.token,
                              detail=f"liquidation {distance:.1%} from mark < {buffer:.0%}: "
                                     "closing")
-            self.executor.submit(close_intent(position, salt, "liquidation buffer"), None,
-                                 report)
+            self.close_fully(position, salt, "liquidation buffer", report)
         for position in positions_missing_stops(dict(self._live_perps())):
+            distance = self.limits.stop_loss_fraction
+            crossed = stop_crossed(position, stop_price_for(position, distance))
             self.log.warning("stoploss.missing", token=position.token,
-                             amount=str(position.amount))
-            self.executor.place_stop(position, self.limits.stop_loss_fraction, salt, report)
+                             amount=str(position.amount),
+                             action="close" if crossed else "replace")
+            if crossed:
+                # Unprotected past its stop level: the stop would have fired, and a venue
+                # refuses a stop that would trigger at once. Do what the stop would have done.
+                self.close_fully(position, salt, "stop level crossed while unprotected",
+                                 report)
+            else:
+                self.executor.place_stop(position, distance, salt, report)
+
+    def close_fully(self, position: PerpPosition, salt: str, why: str,
+                    report: ExecutionReport) -> None:
+        """Close ``position`` with reduce-only market orders until it is gone, the venue
+        stops filling, or ``MAX_CLOSE_ROUNDS`` orders were sent: a thin book fills a close
+        in part, and a risk exit must not leave the rest behind until the next tick."""
+        current: PerpPosition | None = position
+        for _ in range(MAX_CLOSE_ROUNDS):
+            if current is None or current.amount == 0:
+                return
+            result = self.executor.submit(close_intent(current, salt, why), None, report)
+            if result is None or result.filled <= 0:
+                return
+            current = self._live_perps().get(position.token)
 
     def trip(self, portfolio: Portfolio, reason: str, salt: str,
              report: ExecutionReport) -> None:
@@ -89,8 +119,7 @@ class RiskWatch:
         self.store.trip_kill_switch(reason, portfolio.equity(),
                                     Decimal(high_water) if high_water else None)
         for position in portfolio.perps.values():
-            self.executor.submit(close_intent(position, salt, f"kill switch: {reason}"), None,
-                                 report)
+            self.close_fully(position, salt, f"kill switch: {reason}", report)
         for trigger in (True, False):
             for order in self.exchange.fetch_open_orders(trigger=trigger):
                 try:
@@ -111,8 +140,7 @@ class RiskWatch:
         for position, apr in excessive_funding(dict(portfolio.perps), rates, self.limits):
             self.log.warning("funding.exit", token=position.token, side=position.side.value,
                              apr=round(apr, 4), threshold=self.limits.funding_exit_apr)
-            self.executor.submit(close_intent(position, salt, f"funding {apr:.1%} APR"), None,
-                                 report)
+            self.close_fully(position, salt, f"funding {apr:.1%} APR", report)
             self._cancel_stops(position.token)
             blocked.add(position.token)
         rearm = self.limits.funding_exit_apr * FUNDING_REARM_RATIO
