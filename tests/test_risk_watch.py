@@ -234,3 +234,22 @@ def test_an_unprotected_position_past_its_stop_level_is_closed_not_restopped(
     assert len(log.named("order.partially_filled")) == 1
     assert ex.fetch_open_orders(trigger=True) == []
     store.close()
+
+
+def test_a_stop_smaller_than_its_position_is_resized(rig: Any) -> None:
+    """Found by the state machine: a top-up filled, then placing its stop failed, so the old
+    stop covered 10 of 15 SOL. A stop exists, yet a third of the position is unprotected."""
+    ex, _store, executor, watch, log = rig
+    open_long(ex, executor, amount="10", leverage="2")
+    top_up = OrderIntent("sb-test-topup", "SOL", MarketKind.PERP, Side.BUY, Decimal(5),
+                         leverage=Decimal(2))
+    assert executor.submit(top_up, "d2", ExecutionReport()) is not None  # no protect()
+    (old,) = ex.fetch_open_orders(trigger=True)
+    assert old.amount == Decimal(10)
+    watch.run(portfolio(ex), salt="rw-cover")
+    (stop,) = ex.fetch_open_orders(trigger=True)
+    assert stop.amount == Decimal(15) and stop.client_id != old.client_id
+    (missing,) = log.named("stoploss.missing")
+    assert (Decimal(missing["covered"]), missing["action"]) == (10, "replace")
+    watch.run(portfolio(ex), salt="rw-cover-2")
+    assert len(log.named("stoploss.missing")) == 1  # covered now: nothing more to do

@@ -6,6 +6,7 @@ numbers, so the service can log ``risk.blocked`` with the rule that fired.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -108,9 +109,17 @@ def slippage_guarded(intent: OrderIntent) -> bool:
             and intent.reference_price is not None and intent.reference_price > 0)
 
 
-def positions_missing_stops(perps: dict[str, PerpPosition]) -> list[PerpPosition]:
-    """Leveraged positions with no live stop: the risk watch must protect these at once."""
-    return [p for _, p in sorted(perps.items()) if p.amount != 0 and p.stop_price is None]
+def positions_missing_stops(perps: Mapping[str, PerpPosition],
+                            stop_amounts: Mapping[str, Decimal] | None = None,
+                            ) -> list[PerpPosition]:
+    """Leveraged positions with no live stop, or (given ``stop_amounts``, the live stops'
+    total size per token) whose stops cover less than the position: a stop sized before a
+    top-up protects only part of it. The risk watch must protect these at once."""
+    def short_of(p: PerpPosition) -> bool:
+        return stop_amounts is not None and stop_amounts.get(p.token, Decimal(0)) < abs(p.amount)
+
+    return [p for _, p in sorted(perps.items())
+            if p.amount != 0 and (p.stop_price is None or short_of(p))]
 
 
 def drawdown(equity: Decimal, high_water: Decimal) -> float:

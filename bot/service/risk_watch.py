@@ -84,11 +84,17 @@ class RiskWatch:
                              detail=f"liquidation {distance:.1%} from mark < {buffer:.0%}: "
                                     "closing")
             self.close_fully(position, salt, "liquidation buffer", report)
-        for position in positions_missing_stops(dict(self._live_perps())):
+        live = self._live_perps()
+        covered: dict[str, Decimal] = {}
+        if live:
+            for stop in self.exchange.fetch_open_orders(trigger=True):
+                covered[stop.token] = covered.get(stop.token, Decimal(0)) + stop.amount
+        for position in positions_missing_stops(live, covered):
             distance = self.limits.stop_loss_fraction
             crossed = stop_crossed(position, stop_price_for(position, distance))
             self.log.warning("stoploss.missing", token=position.token,
                              amount=str(position.amount),
+                             covered=str(covered.get(position.token, Decimal(0))),
                              action="close" if crossed else "replace")
             if crossed:
                 # Unprotected past its stop level: the stop would have fired, and a venue
@@ -96,7 +102,8 @@ class RiskWatch:
                 self.close_fully(position, salt, "stop level crossed while unprotected",
                                  report)
             else:
-                self.executor.place_stop(position, distance, salt, report)
+                # Cancels any undersized stop and places one for the whole position.
+                self.executor.protect({position.token}, {}, distance, salt, report)
 
     def close_fully(self, position: PerpPosition, salt: str, why: str,
                     report: ExecutionReport) -> None:
