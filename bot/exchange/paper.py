@@ -31,7 +31,8 @@ from bot.domain.models import (
     Side,
 )
 from bot.exchange.paper_ledger import Ledger
-from bot.exchange.paper_orders import OrderBook, is_stop, trigger_of
+from bot.exchange.paper_orders import OrderBook, is_stop
+from bot.exchange.paper_triggers import trigger_stops
 from bot.exchange.paper_types import (
     FALLBACK_STEP,
     STATE_VERSION,
@@ -137,51 +138,8 @@ class PaperExchange:
         return events
 
     def _trigger_stops(self, bands: Mapping[str, tuple[Decimal, Decimal]]) -> list[PaperEvent]:
-        """Fill every stop whose trigger the period's range crossed, nearest trigger first.
-
-        The fill is the trigger price, or the worse of trigger and mark when the whole range
-        lies beyond the trigger (a gap), less slippage. A fill at or past the liquidation
-        price is a liquidation instead: the venue's engine takes over before the stop's
-        market order, and isolated margin caps the loss.
-        """
-        events: list[PaperEvent] = []
-        slip = self._config.slippage
-        for stop in self._orders.open_stops_by_proximity():
-            current = self._orders.get(stop.client_id)
-            if current is None or current.status is not OrderStatus.OPEN:
-                continue  # cancelled when an earlier stop closed the position
-            token, sell, trigger = stop.token, stop.side is Side.SELL, trigger_of(stop)
-            pos = self._ledger.positions.get(token)
-            if pos is None or (pos.amount > 0) != sell:
-                self._orders.update(stop, status=OrderStatus.CANCELED)
-                continue
-            low, high = bands[token]
-            if (low > trigger) if sell else (high < trigger):
-                continue
-            mark = self._marks[token]
-            if low <= trigger <= high:
-                reference = trigger
-            else:
-                reference = min(trigger, mark) if sell else max(trigger, mark)
-            price = reference * (1 - slip) if sell else reference * (1 + slip)
-            qty = min(stop.amount, abs(pos.amount))
-            plan = self._ledger.plan_perp(token, -qty if sell else qty, price)
-            liquidation = self._ledger.liquidation_price(token)
-            if (price <= liquidation if sell else price >= liquidation) or plan.free_after < 0:
-                events.append(self._liquidate(
-                    token, liquidation, f"stop {stop.client_id} would fill at {price}, "
-                    f"past the liquidation price"))
-                continue
-            if self._ledger.apply_perp(token, plan, self.now()):
-                self._orders.cancel_stops(token)
-            self._orders.update(stop, status=OrderStatus.TRIGGERED, filled=qty,
-                                average_price=price, fee=plan.fee, timestamp=self._clock)
-            events.append(PaperEvent(
-                "stop_triggered", token, plan.delta, price, plan.realised - plan.fee,
-                stop.client_id, f"trigger={trigger} reference={reference} range=({low}, {high})",
-                plan.fee,
-            ))
-        return events
+        return trigger_stops(self._orders, self._ledger, self._marks, bands,
+                             self._config.slippage, self.now(), self._liquidate)
 
     def _liquidate(self, token: str, price: Decimal, detail: str) -> PaperEvent:
         self._orders.cancel_stops(token)
