@@ -22,6 +22,7 @@ from bot.domain.models import (
 from bot.domain.risk import check_overlay
 from bot.domain.risk_limits import RiskLimits
 from bot.exchange.paper import PaperConfig, PaperExchange
+from bot.exchange.port import OrderRejected
 from bot.service.cycle import read_portfolio
 from bot.service.executor import ExecutionReport, Executor
 from bot.service.risk_watch import RiskWatch, clear_kill_switch
@@ -253,3 +254,34 @@ def test_a_stop_smaller_than_its_position_is_resized(rig: Any) -> None:
     assert (Decimal(missing["covered"]), missing["action"]) == (10, "replace")
     watch.run(portfolio(ex), salt="rw-cover-2")
     assert len(log.named("stoploss.missing")) == 1  # covered now: nothing more to do
+
+
+class _StopRefusingPaper(PaperExchange):
+    """A paper venue that refuses the next stop order (a real venue might, e.g. -2021)."""
+
+    refuse_stops = 0
+
+    def place_order(self, intent: OrderIntent) -> Any:
+        if intent.trigger_price is not None and self.refuse_stops > 0:
+            self.refuse_stops -= 1
+            raise OrderRejected("injected: stop refused")
+        return super().place_order(intent)
+
+
+def test_restopping_places_the_new_stop_before_removing_the_old(tmp_path: Path) -> None:
+    ex = _StopRefusingPaper(PaperConfig(starting_cash=Decimal(10000)), ["BTC", "SOL"], ["SOL"])
+    ex.update_market(T0, {"BTC": Decimal(40000), "SOL": Decimal(100)}, {})
+    store = StateStore(tmp_path / "s.sqlite3")
+    executor = Executor(ex, store, RecordingLog())
+    open_long(ex, executor, amount="10", leverage="2")
+    (old,) = ex.fetch_open_orders(trigger=True)
+    top_up = OrderIntent("sb-test-more", "SOL", MarketKind.PERP, Side.BUY, Decimal(5),
+                         leverage=Decimal(2))
+    assert executor.submit(top_up, "d2", ExecutionReport()) is not None
+    ex.refuse_stops = 1
+    executor.protect({"SOL"}, {"SOL": 0.08}, 0.08, "d2", ExecutionReport())
+    assert ex.fetch_open_orders(trigger=True) == [old]  # refused: the old stop stays
+    executor.protect({"SOL"}, {"SOL": 0.08}, 0.08, "d3", ExecutionReport())
+    (new,) = ex.fetch_open_orders(trigger=True)
+    assert new.amount == Decimal(15) and new.client_id != old.client_id
+    store.close()

@@ -198,17 +198,30 @@ class Executor:
 
     def protect(self, tokens: set[str], distances: dict[str, float] | Any, default_stop: float,
                 salt: str, report: ExecutionReport) -> None:
-        """Replace the stops of ``tokens`` with one sized to the position as it now stands."""
+        """Replace the stops of ``tokens`` with one sized to the position as it now stands.
+
+        The new stop goes on first and the old ones come off after, so there is never a
+        moment without a stop, and a failed placement leaves the old stop in force (partial
+        cover beats none). A token whose position is gone just loses its stops.
+        """
         positions = {p.token: p for p in self.exchange.fetch_positions()}
         stops = [o for o in self.exchange.fetch_open_orders(trigger=True) if o.token in tokens]
-        for order in stops:
-            self.exchange.cancel_order(order)
-            self.store.journal_result(_as_canceled(order))
+        keep: set[str] = set()
+        replaced: set[str] = set()
         for token in sorted(tokens):
             position = positions.get(token)
             if position is None or position.amount == 0:
+                replaced.add(token)
                 continue
-            self.place_stop(position, float(distances.get(token, default_stop)), salt, report)
+            placed = self.place_stop(position, float(distances.get(token, default_stop)),
+                                     salt, report)
+            if placed is not None:
+                keep.add(placed.client_id)  # may be a live stop recovered under its id
+                replaced.add(token)
+        for order in stops:
+            if order.token in replaced and order.client_id not in keep:
+                self.exchange.cancel_order(order)
+                self.store.journal_result(_as_canceled(order))
 
     def _fresh_stop_id(self, position: PerpPosition, trigger: Decimal, salt: str) -> str:
         """The deterministic stop id, or its next generation if that id names a dead stop.
