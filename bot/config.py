@@ -69,6 +69,9 @@ class PaperSettings(_Section):
     spot_fee_bps: float = Field(10.0, ge=0, le=100)
     perp_fee_bps: float = Field(5.0, ge=0, le=100)
     slippage_bps: float = Field(5.0, ge=0, le=500)
+    depth_notional: float = Field(0.0, ge=0)
+    """Most USDT one market order fills; the rest expires (0: unlimited). Simulates a thin
+    book, so partial fills can be rehearsed in paper mode."""
 
 
 class ReplaySettings(_Section):

@@ -19,6 +19,7 @@ from bot.domain.models import (
     Regime,
     Side,
 )
+from bot.domain.planner import Plan
 from bot.domain.risk import check_overlay
 from bot.domain.risk_limits import RiskLimits
 from bot.exchange.paper import PaperConfig, PaperExchange
@@ -285,3 +286,21 @@ def test_restopping_places_the_new_stop_before_removing_the_old(tmp_path: Path) 
     (new,) = ex.fetch_open_orders(trigger=True)
     assert new.amount == Decimal(15) and new.client_id != old.client_id
     store.close()
+
+
+def test_a_replaced_stop_keeps_the_distance_its_leg_was_planned_with(rig: Any) -> None:
+    """An ATR-sized 15 % stop, cancelled, comes back at 15 %, not the 8 % risk default."""
+    ex, _store, executor, watch, log = rig
+    intent = OrderIntent("sb-test-atr", "SOL", MarketKind.PERP, Side.BUY, Decimal(10),
+                         leverage=Decimal(2))
+    executor.execute(Plan((intent,), (), {"SOL": 0.15}), "d-atr", 0.08)
+    (stop,) = ex.fetch_open_orders(trigger=True)
+    (position,) = ex.fetch_positions()
+    expected = position.entry_price * Decimal("0.85")
+    assert stop.trigger_price is not None
+    assert abs(stop.trigger_price - expected) <= Decimal("0.01")
+    ex.cancel_order(stop)
+    watch.run(portfolio(ex), salt="rw-atr")
+    (again,) = ex.fetch_open_orders(trigger=True)
+    assert again.trigger_price == stop.trigger_price
+    assert log.named("stoploss.missing")[0]["action"] == "replace"

@@ -126,6 +126,7 @@ class Daemon:
             spot_taker_fee_bps=Decimal(str(p.spot_fee_bps)),
             perp_taker_fee_bps=Decimal(str(p.perp_fee_bps)),
             slippage_bps=Decimal(str(p.slippage_bps)),
+            depth_notional=Decimal(str(p.depth_notional)),
             max_leverage_hard=Decimal(str(self.settings.risk.max_leverage)),
         )
         saved = self.store.get(PAPER_KEY)

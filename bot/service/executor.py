@@ -28,6 +28,8 @@ from bot.exchange.port import ExchangeError, ExchangePort, OrderRejected, Outcom
 from bot.store.repo import StateStore
 
 MAX_STOP_GENERATIONS = 50
+STOP_DISTANCES_KEY = "risk.stop_distances"
+"""kv: the stop distance each token's leg was last planned with (fraction of entry)."""
 #: final states in which a market order can have filled only part of its amount
 DONE_PARTIAL = frozenset({OrderStatus.EXPIRED, OrderStatus.CANCELED,
                           OrderStatus.PARTIALLY_FILLED})
@@ -76,6 +78,12 @@ class Executor:
         if report.touched_perps:
             self.protect(report.touched_perps, plan.stop_distance, default_stop, decision_id,
                          report)
+        if plan.stop_distance:
+            # The risk watch re-protects between cycles; it must use the distance the plan
+            # chose (an ATR stop), not its percent fallback.
+            known = dict(self.store.get(STOP_DISTANCES_KEY) or {})
+            known.update({t: float(d) for t, d in plan.stop_distance.items()})
+            self.store.put(STOP_DISTANCES_KEY, known)
         return report
 
     def submit(self, intent: OrderIntent, decision_id: str | None,

@@ -24,7 +24,7 @@ from bot.domain.risk import (
 )
 from bot.domain.risk_limits import RiskLimits
 from bot.exchange.port import ExchangeError, ExchangePort
-from bot.service.executor import ExecutionReport, Executor
+from bot.service.executor import STOP_DISTANCES_KEY, ExecutionReport, Executor
 from bot.store.repo import StateStore
 from bot.store.schema import KillSwitchRow
 
@@ -89,8 +89,11 @@ class RiskWatch:
         if live:
             for stop in self.exchange.fetch_open_orders(trigger=True):
                 covered[stop.token] = covered.get(stop.token, Decimal(0)) + stop.amount
+        planned = self.store.get(STOP_DISTANCES_KEY) or {}
         for position in positions_missing_stops(live, covered):
-            distance = self.limits.stop_loss_fraction
+            # The distance the leg was planned with (percent or ATR), else the risk default
+            # (an adopted position, or one opened before this was recorded).
+            distance = float(planned.get(position.token, self.limits.stop_loss_fraction))
             crossed = stop_crossed(position, stop_price_for(position, distance))
             self.log.warning("stoploss.missing", token=position.token,
                              amount=str(position.amount),
