@@ -32,6 +32,9 @@ from bot.domain.params import StrategyParams
 from bot.domain.signals import SignalReport
 from bot.domain.volatility import atr_stop_distance
 
+LIQUIDATION_SHARE = 0.5
+"""A stop sits at most this share of the distance to liquidation (about 1/leverage away)."""
+
 
 def _held_side(portfolio: Portfolio, token: str) -> PositionSide | None:
     position = portfolio.perps.get(token)
@@ -79,7 +82,7 @@ def _hedge_legs(state: RotationState, universe: Universe, report: SignalReport,
                    f"{each * len(chosen):.1%} of equity at {leverage:g}x while rotating to "
                    f"{state.to_sector}")
     return [OverlayLeg(t.symbol, PositionSide.SHORT, each, leverage,
-                       *stop_distance(t.symbol, PositionSide.SHORT, report, params,
+                       *stop_distance(t.symbol, PositionSide.SHORT, leverage, report, params,
                                       f"hedge {leaving.name} while rotating to "
                                       f"{state.to_sector}"))
             for t in chosen]
@@ -124,28 +127,38 @@ def _long_legs(state: RotationState, universe: Universe, report: SignalReport, r
     reasons.append(f"amplify {incoming.name}: long {', '.join(t.symbol for t in chosen)} "
                    f"{each * len(chosen):.1%} of equity at {leverage:g}x")
     return [OverlayLeg(t.symbol, PositionSide.LONG, each, leverage,
-                       *stop_distance(t.symbol, PositionSide.LONG, report, params,
+                       *stop_distance(t.symbol, PositionSide.LONG, leverage, report, params,
                                       f"amplify rotation into {incoming.name}"))
             for t in chosen]
 
 
-def stop_distance(token: str, side: PositionSide, report: SignalReport,
+def stop_distance(token: str, side: PositionSide, leverage: float, report: SignalReport,
                   params: StrategyParams, reason: str) -> tuple[float, str]:
     """The leg's stop distance and its reason, saying how the distance was chosen.
 
     In ``atr`` mode the distance is ``stop_atr_multiple`` ATRs inside the floor and ceiling;
-    a token whose ATR is unknown keeps the percent distance, and the reason says so.
+    a token whose ATR is unknown keeps the percent distance, and the reason says so. Either
+    way the stop sits at most ``LIQUIDATION_SHARE`` of the way to liquidation (about
+    ``1 / leverage`` from entry): a wider stop would never fire before the venue liquidates.
     """
-    percent = params.long_stop_distance if side is PositionSide.LONG else params.hedge_stop_distance
-    if params.stop_mode != "atr":
-        return percent, reason
-    atr = report.atr.get(token)
-    distance = atr_stop_distance(atr, params.stop_atr_multiple, params.stop_atr_floor,
-                                 params.stop_atr_ceiling)
-    if atr is None or distance is None:
-        return percent, f"{reason}; stop {percent:.1%} (no {params.stop_atr_days}-day ATR)"
-    return distance, (f"{reason}; stop {params.stop_atr_multiple:g} x ATR "
-                      f"{atr:.2%} = {distance:.1%}")
+    distance = (params.long_stop_distance if side is PositionSide.LONG
+                else params.hedge_stop_distance)
+    if params.stop_mode == "atr":
+        atr = report.atr.get(token)
+        sized = atr_stop_distance(atr, params.stop_atr_multiple, params.stop_atr_floor,
+                                  params.stop_atr_ceiling)
+        if atr is None or sized is None:
+            reason = f"{reason}; stop {distance:.1%} (no {params.stop_atr_days}-day ATR)"
+        else:
+            distance = sized
+            reason = (f"{reason}; stop {params.stop_atr_multiple:g} x ATR {atr:.2%} = "
+                      f"{distance:.1%}")
+    cap = LIQUIDATION_SHARE / leverage if leverage > 0 else distance
+    if distance > cap:
+        reason = (f"{reason}; stop capped at {cap:.1%}, half the way to liquidation at "
+                  f"{leverage:g}x")
+        distance = cap
+    return distance, reason
 
 
 def mirror_positions(portfolio: Portfolio, params: StrategyParams) -> tuple[OverlayLeg, ...]:

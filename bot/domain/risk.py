@@ -12,12 +12,14 @@ from decimal import Decimal
 
 from bot.domain.models import (
     FundingRate,
+    MarketKind,
     OrderIntent,
     OrderType,
     OverlayLeg,
     PerpPosition,
     PositionSide,
     Regime,
+    Side,
 )
 from bot.domain.risk_limits import RiskLimits
 
@@ -103,9 +105,12 @@ def price_deviation(reference: Decimal, current: Decimal) -> float:
 
 
 def slippage_guarded(intent: OrderIntent) -> bool:
-    """Orders the slippage guard may hold back: market orders that open or trade, never a
-    reduce-only order or a stop (getting out of risk must not wait for a better price)."""
+    """Orders the slippage guard may hold back: market orders that add risk. Never a
+    reduce-only perp order, a stop or a spot sell: getting out of risk must not wait for a
+    better price (and the plan's buys were sized on the sells' proceeds)."""
+    selling_spot = intent.market is MarketKind.SPOT and intent.side is Side.SELL
     return (intent.order_type is OrderType.MARKET and not intent.reduce_only
+            and not selling_spot
             and intent.reference_price is not None and intent.reference_price > 0)
 
 

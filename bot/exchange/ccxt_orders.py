@@ -32,6 +32,9 @@ from bot.exchange.venues import dec
 if TYPE_CHECKING:
     from bot.exchange.ccxt_exchange import CcxtExchange
 
+STILL_MATCHING = frozenset({OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
+"""A market order in these states is still being matched: read it again before answering."""
+
 PRICE_TTL_SECONDS = 300.0
 """How old a remembered price may be for the notional-floor check before it is re-read."""
 
@@ -130,7 +133,7 @@ class OrderDesk:
             except ExchangeError:
                 break
             if found is not None and not (intent.order_type is OrderType.MARKET
-                                          and found.status is OrderStatus.OPEN):
+                                          and found.status in STILL_MATCHING):
                 return found
         if found is not None:
             return found

@@ -28,11 +28,14 @@ from bot.exchange.port import ExchangeError, ExchangePort, OrderRejected, Outcom
 from bot.store.repo import StateStore
 
 MAX_STOP_GENERATIONS = 50
+#: a stop in these states protects (UNKNOWN: acknowledged by a venue that answers with ids
+#: only, and not yet readable); anything else (rejected, cancelled) does not
+STOP_HELD = frozenset({OrderStatus.OPEN, OrderStatus.UNKNOWN})
 STOP_DISTANCES_KEY = "risk.stop_distances"
 """kv: the stop distance each token's leg was last planned with (fraction of entry)."""
 #: final states in which a market order can have filled only part of its amount
-DONE_PARTIAL = frozenset({OrderStatus.EXPIRED, OrderStatus.CANCELED,
-                          OrderStatus.PARTIALLY_FILLED})
+#: (PARTIALLY_FILLED is not one: the order is still matching and reconciliation follows it)
+DONE_PARTIAL = frozenset({OrderStatus.EXPIRED, OrderStatus.CANCELED})
 
 
 @dataclass
@@ -223,7 +226,7 @@ class Executor:
                 continue
             placed = self.place_stop(position, float(distances.get(token, default_stop)),
                                      salt, report)
-            if placed is not None:
+            if placed is not None and placed.status in STOP_HELD:
                 keep.add(placed.client_id)  # may be a live stop recovered under its id
                 replaced.add(token)
         for order in stops:
@@ -259,7 +262,7 @@ class Executor:
             reason=f"stop-loss {distance:.1%} from entry {position.entry_price}",
         )
         result = self.submit(intent, salt, report)
-        if result is not None:
+        if result is not None and result.status in STOP_HELD:
             report.stops_placed += 1
             self.log.info("stoploss.placed", token=position.token, client_id=intent.client_id,
                           trigger_price=str(trigger), amount=str(intent.amount),

@@ -16,7 +16,8 @@ from bot.domain.models import MarketKind, OrderStatus
 from bot.exchange.port import ExchangePort
 from bot.store.repo import StateStore
 
-UNSETTLED = (OrderStatus.PENDING, OrderStatus.UNKNOWN, OrderStatus.OPEN)
+UNSETTLED = (OrderStatus.PENDING, OrderStatus.UNKNOWN, OrderStatus.OPEN,
+             OrderStatus.PARTIALLY_FILLED)
 NEVER_SENT = "not on the venue at reconciliation: the crash came before the send"
 
 

@@ -130,8 +130,11 @@ class RiskWatch:
                                     Decimal(high_water) if high_water else None)
         for position in portfolio.perps.values():
             self.close_fully(position, salt, f"kill switch: {reason}", report)
+        still_open = set(self._live_perps())  # a close the book filled only in part
         for trigger in (True, False):
             for order in self.exchange.fetch_open_orders(trigger=trigger):
+                if trigger and order.token in still_open:
+                    continue  # its stop protects what is left until the next tick closes it
                 try:
                     self.exchange.cancel_order(order)
                 except ExchangeError as exc:
