@@ -15,7 +15,6 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -23,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bot.domain.models import Bucket, SectorSpec, TokenSpec, Universe
 from bot.domain.params import StrategyParams
 from bot.domain.risk_limits import HARD_MAX_LEVERAGE, RiskLimits
+from bot.logs import url_secrets
 
 Mode = Literal["paper", "testnet", "demo", "live"]
 ExchangeName = Literal["paper", "binance", "bybit", "okx"]
@@ -229,14 +229,7 @@ class Settings(BaseSettings):
             if value is not None and value.get_secret_value():
                 out.append(value.get_secret_value())
         if self.exchange.https_proxy is not None:
-            proxy = self.exchange.https_proxy.get_secret_value()
-            out.append(proxy)
-            try:
-                password = urlsplit(proxy).password
-            except ValueError:
-                password = None
-            if password:
-                out.append(password)
+            out += url_secrets(self.exchange.https_proxy.get_secret_value())
         return out
 
 

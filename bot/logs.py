@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from pydantic import SecretStr
@@ -20,6 +21,20 @@ from pydantic import SecretStr
 MASK = "**********"
 _SECRET_KEY = re.compile(r"(secret|api_?key|apikey|password|passphrase|signature|token_key)", re.I)
 _registered: set[str] = set()
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of a URL that may carry credentials (``http://user:pw@proxy``): the
+    whole URL and its password, percent-encoded as written and decoded as a library may
+    print it."""
+    out = [url]
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        out += [password, unquote(password)]
+    return out
 
 
 def register_secrets(values: Iterable[str]) -> None:

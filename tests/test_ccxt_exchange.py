@@ -397,6 +397,18 @@ def test_secrets_never_appear_in_repr_or_error_messages(emu: BinanceEmulator) ->
     assert SECRET not in str(unavailable.value)
 
 
+def test_proxy_credentials_are_scrubbed_from_adapter_errors(emu: BinanceEmulator) -> None:
+    """A venue echoing the proxy URL (or its password, encoded or not) leaks nothing."""
+    proxy = "http://svc:pr%40xy-s3cret@proxy.corp.invalid:3128"
+    exchange = make(emu, https_proxy=proxy)
+    emu.inject_error(-2010, f"via {proxy}: pr@xy-s3cret / pr%40xy-s3cret",
+                     path="/api/v3/order")
+    with pytest.raises(OrderRejected) as caught:
+        exchange.place_order(order("leak-2", "SOL", SPOT, Side.BUY, "1"))
+    text = str(caught.value)
+    assert "s3cret" not in text and "**********" in text
+
+
 # -- proxies and CA bundles --------------------------------------------------------------------
 
 def test_https_proxy_and_ca_bundle_reach_the_real_host_name_over_tls(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from bot.exchange.ccxt_calls import (
 from bot.exchange.ccxt_orders import OrderDesk
 from bot.exchange.port import Balances, ExchangeError, ExchangeUnavailable, OrderRejected
 from bot.exchange.venues import MODES, dec, hours_from_text, venue_for
+from bot.logs import url_secrets
 
 __all__ = ["CcxtExchange", "CredentialsRejected", "RetryPolicy"]
 
@@ -118,7 +119,8 @@ class CcxtExchange:
         self.margin_mode = margin_mode
         self._spot_tokens, self._perp_tokens = _tokens(tokens), _tokens(perp_tokens)
         secrets = [_plain(api_key), _plain(api_secret), _plain(password)]
-        self._caller = Caller(retry or RetryPolicy(), Scrubber(secrets),
+        proxy_secrets = url_secrets(https_proxy) if https_proxy else []
+        self._caller = Caller(retry or RetryPolicy(), Scrubber([*secrets, *proxy_secrets]),
                               retry_hint=self.venue.retry_after)
         self._markets_ttl = markets_ttl_seconds
         config: dict[str, Any] = {"enableRateLimit": True, "timeout": int(timeout_ms)}
