@@ -14,18 +14,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.exchange_emulator.bybit_book import BybitBook
 from tests.exchange_emulator.bybit_models import BybitError, BybitInstrument, BybitOrder, text
 from tests.exchange_emulator.bybit_routes import ROUTES
+from tests.exchange_emulator.http_base import EmulatorServer, Reply, fault_matches
 from tests.exchange_emulator.server import ORIGINAL_HOST_HEADER
 
 #: every host ccxt 4.5 uses for Bybit: live, testnet (``set_sandbox_mode``) and demo trading
@@ -85,73 +84,33 @@ class BybitFault:
     when: Callable[[dict[str, str]], bool] | None = None
 
     def matches(self, method: str, path: str, params: dict[str, str]) -> bool:
-        return ((self.method is None or self.method == method)
-                and (self.path is None or self.path == path)
-                and (self.when is None or self.when(params)))
+        return fault_matches(self.method, self.path, self.when, method, path, params)
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+_Reply = Reply
 
 
-class BybitEmulator:
+class BybitEmulator(EmulatorServer[BybitFault, BybitRequest]):
     """The venue. Use as a context manager or call ``start``/``stop``.
 
     ``host_keys`` maps a host to the only API key it accepts, like Bybit's separate
     testnet / demo / live environments (a demo key on testnet gets 10003).
     """
 
+    thread_name = "bybit-emulator"
+
     def __init__(self, api_key: str = "emu-key", api_secret: str = "emu-secret",
                  instruments: Iterable[BybitInstrument] | None = None,
                  balances: Mapping[str, Decimal | str | int] | None = None,
                  duplicate_scope: str = "all",
                  host_keys: Mapping[str, str] | None = None) -> None:
+        super().__init__()
         self.api_key, self._secret = api_key, api_secret.encode()
         self.host_keys = dict(host_keys or {})
         self.book = BybitBook(list(instruments or default_bybit_instruments()),
                               {k: Decimal(str(v)) for k, v in
                                (balances or {"USDT": Decimal(10000)}).items()},
                               duplicate_scope)
-        self.requests: list[BybitRequest] = []
-        self._faults: list[BybitFault] = []
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> BybitEmulator:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.emulator = self  # type: ignore[attr-defined]
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="bybit-emulator",
-                         kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> BybitEmulator:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "emulator not started"
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # -- market and account control ------------------------------------------------------------
     def set_price(self, token: str, price: Decimal | str | float) -> list[BybitOrder]:
@@ -166,11 +125,6 @@ class BybitEmulator:
             return self.book.settle_funding(symbol)
 
     # -- faults ------------------------------------------------------------------------------
-    def inject(self, fault: BybitFault) -> BybitFault:
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
     def inject_rate_limit(self, times: int = 1, reset_ms: int = 1000, path: str | None = None,
                           method: str | None = None, status: int = 200) -> BybitFault:
         """retCode 10006 with ``X-Bapi-Limit-Reset-Timestamp`` ``reset_ms`` ahead; nothing is
@@ -209,36 +163,6 @@ class BybitEmulator:
         return self.inject(BybitFault("error", method, path, times, code=code, msg=msg,
                                       when=when, after_processing=after_processing))
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, method: str, path: str, params: dict[str, str]) -> BybitFault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method, path, params):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
-
-    # -- request log ---------------------------------------------------------------------------
-    def requests_for(self, method: str | None = None, path: str | None = None,
-                     **params: str) -> list[BybitRequest]:
-        with self._lock:
-            return [r for r in self.requests
-                    if (method is None or r.method == method) and (path is None or r.path == path)
-                    and all(r.params.get(k) == v for k, v in params.items())]
-
-    def count(self, method: str | None = None, path: str | None = None, **params: str) -> int:
-        return len(self.requests_for(method, path, **params))
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
     # -- request handling ----------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Reply:
         parts = urlsplit(raw_path)
@@ -253,8 +177,7 @@ class BybitEmulator:
         host = headers.get(ORIGINAL_HOST_HEADER) or headers.get("Host", "")
         record = BybitRequest(method, parts.path, params, host,
                               headers.get("X-BAPI-API-KEY"), time.time())
-        with self._lock:
-            self.requests.append(record)
+        self._record(record)
         reply, code = self._respond(method, parts.path, fields, params, headers, host,
                                     parts.query, payload)
         record.status, record.ret_code = reply.status, code
@@ -325,30 +248,6 @@ class BybitEmulator:
             raise BybitError(10002, "invalid request, please check your server timestamp or "
                              f"recv_window param. req_timestamp[{stamp}],server_timestamp"
                              f"[{now}],recv_window[{window}]")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        emulator: BybitEmulator = self.server.emulator  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        reply = emulator.handle(self.command, self.path, self.headers, body)
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (timeout): nothing to tell it
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: tests read ``BybitEmulator.requests`` instead."""
 
 
 __all__ = ["BYBIT_HOSTS", "BybitEmulator", "BybitFault", "BybitRequest",

@@ -15,16 +15,15 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.exchange_emulator.http_base import EmulatorServer, Reply, json_reply
 from tests.exchange_emulator.okx_book import OkxBook
 from tests.exchange_emulator.okx_routes import OKX_ROUTES, ItemsFailed
 from tests.exchange_emulator.okx_types import OkxError, OkxInstrument
@@ -72,15 +71,8 @@ class OkxRecorded:
     code: str = ""
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json(status: int, data: Any) -> _Reply:
-    return _Reply(status, json.dumps(data).encode(), {"Content-Type": "application/json"})
+_Reply = Reply
+_json = json_reply
 
 
 def _html(status: int, body: str | None) -> _Reply:
@@ -88,55 +80,21 @@ def _html(status: int, body: str | None) -> _Reply:
                   {"Content-Type": "text/html"})
 
 
-class OkxEmulator:
+class OkxEmulator(EmulatorServer[Fault, OkxRecorded]):
     """The venue. Use as a context manager or call ``start``/``stop``. ``demo=True`` holds
     demo-trading keys (every signed request needs ``x-simulated-trading: 1``)."""
+
+    thread_name = "okx-emulator"
 
     def __init__(self, api_key: str = "okx-key", api_secret: str = "okx-secret",
                  passphrase: str = "okx-pass", instruments: Iterable[OkxInstrument] | None = None,
                  balances: dict[str, Decimal] | None = None, demo: bool = True,
                  duplicate_scope: str = "open") -> None:
+        super().__init__()
         self.api_key, self._secret, self._passphrase = api_key, api_secret.encode(), passphrase
         self.demo = demo
         self.book = OkxBook(list(instruments or default_okx_instruments()),
                             balances or {"USDT": Decimal(10000)}, duplicate_scope)
-        self.requests: list[OkxRecorded] = []
-        self._faults: list[Fault] = []
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> OkxEmulator:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.emulator = self  # type: ignore[attr-defined]
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="okx-emulator",
-                         kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> OkxEmulator:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "emulator not started"
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # -- market and account control ------------------------------------------------------------
     def set_price(self, token: str, price: Decimal | str | float) -> list[str]:
@@ -149,11 +107,6 @@ class OkxEmulator:
             return self.book.settle_funding(token)
 
     # -- faults ------------------------------------------------------------------------------
-    def inject(self, fault: Fault) -> Fault:
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
     def inject_rate_limit(self, times: int = 1, path: str | None = None,
                           method: str | None = None) -> Fault:
         """HTTP 429 with OKX's 50011 body (no Retry-After); nothing is processed."""
@@ -181,38 +134,9 @@ class OkxEmulator:
         return self.inject(Fault("error", method, path, times, status=status, code=int(code),
                                  msg=msg))
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, method: str, path: str, params: dict[str, str]) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method, path, params):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
-
-    # -- request log ---------------------------------------------------------------------------
-    def requests_for(self, method: str | None = None, path: str | None = None,
-                     **params: str) -> list[OkxRecorded]:
-        """Requests by method, path (``/api/v5/...`` or the part after it) and params."""
-        if path is not None and not path.startswith("/"):
-            path = "/api/v5/" + path
-        with self._lock:
-            return [r for r in self.requests
-                    if (method is None or r.method == method) and (path is None or r.path == path)
-                    and all(r.params.get(k) == v for k, v in params.items())]
-
-    def count(self, method: str | None = None, path: str | None = None, **params: str) -> int:
-        return len(self.requests_for(method, path, **params))
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self.requests.clear()
+    def normalise_path(self, path: str) -> str:
+        """``account/config`` reads as ``/api/v5/account/config``."""
+        return path if path.startswith("/") else "/api/v5/" + path
 
     # -- request handling ----------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: Any, raw_body: bytes) -> _Reply:
@@ -231,8 +155,7 @@ class OkxEmulator:
         record = OkxRecorded(method, parts.path, params, body,
                              headers.get(ORIGINAL_HOST_HEADER) or headers.get("Host", ""),
                              headers.get("OK-ACCESS-KEY"), headers.get(SIMULATED), time.time())
-        with self._lock:
-            self.requests.append(record)
+        self._record(record)
         reply = self._respond(method, parts.path, raw_path, query, body, text, headers, params)
         record.status = reply.status
         if reply.headers.get("Content-Type") == "application/json":
@@ -305,30 +228,6 @@ class OkxEmulator:
         expected = base64.b64encode(hmac.new(self._secret, prehash, hashlib.sha256).digest())
         if not hmac.compare_digest(expected.decode(), sign):
             raise OkxError("50113", "Invalid Sign.", 401)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        emulator: OkxEmulator = self.server.emulator  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        reply = emulator.handle(self.command, self.path, self.headers, body)
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: tests read ``OkxEmulator.requests`` instead."""
 
 
 __all__ = ["OKX_HOSTS", "Fault", "OkxEmulator", "OkxRecorded", "default_okx_instruments"]

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.exchange_emulator.book import Book, Instrument, VenueError
+from tests.exchange_emulator.http_base import EmulatorServer, Reply, fault_matches, json_reply
 from tests.exchange_emulator.routes import ROUTES, Route
 
 ORIGINAL_HOST_HEADER = "X-Emulator-Original-Host"
@@ -79,19 +76,13 @@ class Fault:
     when: Callable[[dict[str, str]], bool] | None = None
 
     def matches(self, method: str, path: str, params: dict[str, str]) -> bool:
-        return ((self.method is None or self.method == method)
-                and (self.path is None or self.path == path)
-                and (self.when is None or self.when(params)))
+        return fault_matches(self.method, self.path, self.when, method, path, params)
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+_Reply = Reply  # the name tests already import
 
 
-class BinanceEmulator:
+class BinanceEmulator(EmulatorServer[Fault, Recorded]):
     """The venue. Use as a context manager or call ``start``/``stop``.
 
     ``duplicate_scope="open"`` copies Binance (a client id must be unique among *open*
@@ -99,57 +90,18 @@ class BinanceEmulator:
     makes every id single-use.
     """
 
+    thread_name = "binance-emulator"
+
     def __init__(self, api_key: str = "emu-key", api_secret: str = "emu-secret",
                  instruments: Iterable[Instrument] | None = None,
                  spot_balances: dict[str, Decimal] | None = None,
                  futures_wallet: Decimal = Decimal("10000"),
                  duplicate_scope: str = "open") -> None:
+        super().__init__()
         self.api_key, self._secret = api_key, api_secret.encode()
         self.book = Book(list(instruments or default_instruments()),
                          spot_balances or {"USDT": Decimal("10000")}, futures_wallet,
                          duplicate_scope)
-        self.requests: list[Recorded] = []
-        self._faults: list[Fault] = []
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, tls: ssl.SSLContext | None = None) -> BinanceEmulator:
-        """Serve plain HTTP, or HTTPS with the server context ``tls`` (see ``tls.py``)."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        if tls is not None:
-            server.socket = tls.wrap_socket(server.socket, server_side=True)
-        server.emulator = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="binance-emulator",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> BinanceEmulator:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "emulator not started"
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # -- market and account control ------------------------------------------------------------
     def set_price(self, symbol: str, price: Decimal | str | float) -> list[int]:
@@ -164,11 +116,6 @@ class BinanceEmulator:
             return self.book.settle_funding(sym)
 
     # -- faults ------------------------------------------------------------------------------
-    def inject(self, fault: Fault) -> Fault:
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
     def inject_latency(self, seconds: float, path: str | None = None,
                        method: str | None = None, times: int | None = None) -> Fault:
         return self.inject(Fault("latency", method, path, times, seconds=seconds))
@@ -203,36 +150,6 @@ class BinanceEmulator:
         return self.inject(Fault("error", method, path, times, status=status, code=code,
                                  msg=msg, when=when))
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_fault(self, method: str, path: str, params: dict[str, str]) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method, path, params):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
-
-    # -- request log ---------------------------------------------------------------------------
-    def requests_for(self, method: str | None = None, path: str | None = None,
-                     **params: str) -> list[Recorded]:
-        with self._lock:
-            return [r for r in self.requests
-                    if (method is None or r.method == method) and (path is None or r.path == path)
-                    and all(r.params.get(k) == v for k, v in params.items())]
-
-    def count(self, method: str | None = None, path: str | None = None, **params: str) -> int:
-        return len(self.requests_for(method, path, **params))
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
     # -- request handling ----------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Reply:
         parts = urlsplit(raw_path)
@@ -243,11 +160,13 @@ class BinanceEmulator:
         host = headers.get(ORIGINAL_HOST_HEADER) or headers.get("Host", "")
         record = Recorded(method, parts.path, params, host,
                           headers.get("X-MBX-APIKEY"), time.time())
-        with self._lock:
-            self.requests.append(record)
+        self._record(record)
         reply = self._respond(method, parts.path, params, headers, query, text, signature)
         record.status = reply.status
         return reply
+
+    def response_headers(self) -> dict[str, str]:
+        return {"X-MBX-USED-WEIGHT-1M": str(len(self.requests))}
 
     def _respond(self, method: str, path: str, params: dict[str, str], headers: Any,
                  query: str, text: str, signature: str | None) -> _Reply:
@@ -313,34 +232,7 @@ def _strip_signature(raw: str) -> str:
     return raw[:marker].rstrip("&")
 
 
-def _json(status: int, data: Any, headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(status, json.dumps(data).encode(),
-                  {"Content-Type": "application/json", **(headers or {})})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        emulator: BinanceEmulator = self.server.emulator  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        reply = emulator.handle(self.command, self.path, self.headers, body)
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("X-MBX-USED-WEIGHT-1M", str(len(emulator.requests)))
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (timeout): nothing to tell it
-
-    do_GET = do_POST = do_DELETE = do_PUT = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: tests read ``BinanceEmulator.requests`` instead."""
+_json = json_reply
 
 
 __all__ = ["BinanceEmulator", "Fault", "Recorded", "Route", "default_instruments"]
