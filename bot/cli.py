@@ -97,18 +97,25 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
+def _open_store(settings: Settings, read_only: bool = False):  # type: ignore[no-untyped-def]
+    """The state store, or None (said on stderr). ``read_only`` for commands that only
+    look: they take no owner lock, so they work beside a running daemon, and write nothing."""
+    from bot.store.migrate import SchemaError
     from bot.store.repo import StateStore
 
     if settings.state.url is None and not settings.state.path.exists():
         print(f"no state yet at {settings.state.path}: run `sectorbot run` first",
               file=sys.stderr)
         return None
-    return StateStore(settings.state.target())
+    try:
+        return StateStore(settings.state.target(), read_only=read_only)
+    except SchemaError as exc:
+        print(f"state: {exc}", file=sys.stderr)
+        return None
 
 
 def _status(settings: Settings) -> int:
-    store = _open_store(settings)
+    store = _open_store(settings, read_only=True)
     if store is None:
         return EXIT_FAILURE
     try:
@@ -139,7 +146,7 @@ def _explain(settings: Settings, decision_id: str | None) -> int:
     from bot.domain.codec import decision_from_dict
     from bot.domain.explain import render_decision
 
-    store = _open_store(settings)
+    store = _open_store(settings, read_only=True)
     if store is None:
         return EXIT_FAILURE
     try:

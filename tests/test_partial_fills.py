@@ -41,7 +41,8 @@ def test_a_partially_filled_open_is_protected_then_topped_up(rig: Rig) -> None: 
     emu, ex, store = rig.emu, rig.ex, rig.store
     emu.book.instruments["SOLUSDT"].depth = Decimal("4")  # a thin book: 4 SOL per order
     first = decision({"BTC": 1.0}, (LONG,))
-    plan = plan_orders(first, rig.portfolio(), ex.load_markets(), (LONG,))
+    plan = plan_orders(first, rig.portfolio(), ex.load_markets(), (LONG,),
+                       plan_id=store.begin_plan(first.decision_id))
     (open_leg,) = [i for i in plan.intents if i.market is MarketKind.PERP]
     assert open_leg.amount > Decimal("4")  # the plan wants more than the book holds
 
@@ -55,7 +56,8 @@ def test_a_partially_filled_open_is_protected_then_topped_up(rig: Rig) -> None: 
 
     emu.book.instruments["SOLUSDT"].depth = None  # liquidity is back by the next tick
     second = later(first, 1)
-    plan = plan_orders(second, rig.portfolio(), ex.load_markets(), (LONG,))
+    plan = plan_orders(second, rig.portfolio(), ex.load_markets(), (LONG,),
+                       plan_id=store.begin_plan(second.decision_id))
     (top_up,) = [i for i in plan.intents if i.market is MarketKind.PERP]
     assert top_up.client_id != open_leg.client_id and not top_up.reduce_only
     assert abs(top_up.amount + 4 - open_leg.amount) <= Decimal("0.05")  # only the remainder
@@ -74,7 +76,8 @@ def test_a_partially_filled_spot_buy_is_finished_next_cycle(rig: Rig) -> None:  
     emu, ex, store = rig.emu, rig.ex, rig.store
     emu.book.instruments["BTCUSDT"].depth = Decimal("0.01")
     first = decision({"BTC": 0.5, "SOL": 0.5})
-    plan = plan_orders(first, rig.portfolio(), ex.load_markets(), ())
+    plan = plan_orders(first, rig.portfolio(), ex.load_markets(), (),
+                       plan_id=store.begin_plan(first.decision_id))
     buys = {i.token: i for i in plan.intents}
     assert buys["BTC"].amount > Decimal("0.01")
     rig.executor.execute(plan, first.decision_id, 0.08)
@@ -84,7 +87,8 @@ def test_a_partially_filled_spot_buy_is_finished_next_cycle(rig: Rig) -> None:  
 
     emu.book.instruments["BTCUSDT"].depth = None
     second = later(first, 1)
-    plan = plan_orders(second, rig.portfolio(), ex.load_markets(), ())
+    plan = plan_orders(second, rig.portfolio(), ex.load_markets(), (),
+                       plan_id=store.begin_plan(second.decision_id))
     (rest,) = [i for i in plan.intents if i.token == "BTC"]
     assert rest.amount < buys["BTC"].amount  # the remainder, not the whole order again
     rig.executor.execute(plan, second.decision_id, 0.08)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,7 +48,7 @@ PRICES = {"BTC": Decimal(40000), "ETH": Decimal(2000), "SOL": Decimal(100), "ARB
 def test_first_allocation_buys_each_target_from_cash() -> None:
     pf = Portfolio(Decimal(10000), {}, {}, PRICES)
     plan = plan_orders(decision({"BTC": 0.5, "ETH": 0.3, "SOL": 0.2}), pf,
-                       markets("BTC", "ETH", "SOL"), ())
+                       markets("BTC", "ETH", "SOL"), (), plan_id="p1")
     assert [(i.token, i.side) for i in plan.intents] == [
         ("BTC", Side.BUY), ("ETH", Side.BUY), ("SOL", Side.BUY)]
     spent = sum(i.amount * PRICES[i.token] for i in plan.intents)
@@ -56,7 +58,8 @@ def test_first_allocation_buys_each_target_from_cash() -> None:
 def test_only_the_difference_is_traded_and_sells_come_first() -> None:
     pf = Portfolio(Decimal(0), {"BTC": Decimal("0.125"), "SOL": Decimal(50)}, {}, PRICES)
     # equity 10000: BTC 5000 (target 6000), SOL 5000 (target 4000)
-    plan = plan_orders(decision({"BTC": 0.6, "SOL": 0.4}), pf, markets("BTC", "SOL"), ())
+    plan = plan_orders(decision({"BTC": 0.6, "SOL": 0.4}), pf, markets("BTC", "SOL"), (),
+                       plan_id="p1")
     assert [(i.token, i.side) for i in plan.intents] == [("SOL", Side.SELL), ("BTC", Side.BUY)]
     sell, buy = plan.intents
     assert sell.amount == Decimal(10)  # 1000 USDT of SOL, not the whole holding
@@ -66,14 +69,14 @@ def test_only_the_difference_is_traded_and_sells_come_first() -> None:
 
 def test_tokens_dropped_from_targets_are_sold_entirely() -> None:
     pf = Portfolio(Decimal(0), {"ARB": Decimal("1234.5678")}, {}, PRICES)
-    plan = plan_orders(decision({"BTC": 1.0}), pf, markets("BTC", "ARB"), ())
+    plan = plan_orders(decision({"BTC": 1.0}), pf, markets("BTC", "ARB"), (), plan_id="p1")
     assert plan.intents[0].token == "ARB" and plan.intents[0].amount == Decimal("1234.5678")
 
 
 def test_below_min_notional_is_skipped_not_sent() -> None:
     pf = Portfolio(Decimal(100), {}, {}, PRICES)
     plan = plan_orders(decision({"BTC": 0.95, "SOL": 0.05}), pf,
-                       markets("BTC", "SOL", min_notional="10"), ())
+                       markets("BTC", "SOL", min_notional="10"), (), plan_id="p1")
     assert [i.token for i in plan.intents] == ["BTC"]
     assert [s.token for s in plan.skipped] == ["SOL"]
     assert "below minimum" in plan.skipped[0].reason
@@ -83,7 +86,7 @@ def test_perp_reduce_goes_before_open() -> None:
     short = PerpPosition("SOL", Decimal(-5), Decimal(100), Decimal(2), Decimal(100))
     pf = Portfolio(Decimal(10000), {}, {"SOL": short}, PRICES)
     leg = OverlayLeg("ARB", PositionSide.LONG, 0.1, 3.0, 0.08, "enter L2")
-    plan = plan_orders(decision({}, (leg,)), pf, markets("SOL", "ARB"), (leg,))
+    plan = plan_orders(decision({}, (leg,)), pf, markets("SOL", "ARB"), (leg,), plan_id="p1")
     perps = [i for i in plan.intents if i.market is MarketKind.PERP]
     assert [(i.token, i.side, i.reduce_only) for i in perps] == [
         ("SOL", Side.BUY, True), ("ARB", Side.BUY, False)]
@@ -96,15 +99,24 @@ def test_perp_reduce_goes_before_open() -> None:
 
 def test_spot_orders_carry_the_price_they_were_sized_at() -> None:
     pf = Portfolio(Decimal(0), {"BTC": Decimal("0.125"), "SOL": Decimal(50)}, {}, PRICES)
-    plan = plan_orders(decision({"BTC": 0.8, "SOL": 0.2}), pf, markets("BTC", "SOL"), ())
+    plan = plan_orders(decision({"BTC": 0.8, "SOL": 0.2}), pf, markets("BTC", "SOL"), (),
+                       plan_id="p1")
     assert plan.intents
     assert all(i.reference_price == PRICES[i.token] for i in plan.intents)
 
 
-def test_client_ids_are_deterministic_and_short() -> None:
-    cid = client_order_id("0123456789abcdef0123", 7)
-    assert cid == "sb-0123456789abcdef-007"
-    assert len(cid) <= 36
+def test_client_ids_name_the_order_not_its_place_in_the_plan() -> None:
+    """Issue #10: ids numbered by position gave a CRV buy's id to an ARB close once the plan
+    changed. The id is a digest of the plan and what the order is."""
+    base: dict[str, Any] = dict(purpose="open", token="SOL", market=MarketKind.PERP,
+                                side=Side.BUY, amount=Decimal("1.50"), reduce_only=False)
+    cid = client_order_id("p1", **base)
+    assert cid == client_order_id("p1", **{**base, "amount": Decimal("1.5")})
+    assert re.fullmatch(r"sb-[0-9a-f]{24}", cid) and len(cid) <= 32
+    for change in ({"purpose": "reduce"}, {"token": "ARB"}, {"market": MarketKind.SPOT},
+                   {"side": Side.SELL}, {"amount": Decimal("1.51")}, {"reduce_only": True}):
+        assert client_order_id("p1", **{**base, **change}) != cid, change
+    assert client_order_id("p2", **base) != cid
 
 
 @settings(max_examples=60, deadline=None)
@@ -120,7 +132,7 @@ def test_plan_never_oversells_or_overspends(cash: Decimal, held: dict[str, Decim
     weights = {t: w / total for t, w in zip(sorted(PRICES), raw, strict=True)} if total else {
         "BTC": 1.0}
     pf = Portfolio(cash, held, {}, PRICES)
-    plan = plan_orders(decision(weights), pf, markets(*PRICES), ())
+    plan = plan_orders(decision(weights), pf, markets(*PRICES), (), plan_id="p1")
     cash_after = cash
     for i in plan.intents:
         if i.side is Side.SELL:
@@ -139,6 +151,6 @@ def test_buys_fit_the_venues_free_cash_not_an_estimate() -> None:
     # Margin posted at entry is 250, at mark it would look like 500: the venue's free cash
     # (cash minus margin it actually holds) is what buys may use.
     pf = Portfolio(Decimal(1000), {}, {"SOL": long}, PRICES, free_cash=Decimal(750))
-    plan = plan_orders(decision({"BTC": 1.0}), pf, markets("BTC", "SOL"), ())
+    plan = plan_orders(decision({"BTC": 1.0}), pf, markets("BTC", "SOL"), (), plan_id="p1")
     spent = sum(i.amount * PRICES[i.token] for i in plan.intents if i.side is Side.BUY)
     assert Decimal(740) <= spent <= Decimal(750)

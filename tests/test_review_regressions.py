@@ -146,7 +146,7 @@ def test_a_kill_switch_close_the_book_cannot_finish_keeps_its_stop(tmp_path: Pat
         assert executor.submit(intent, "d1", ExecutionReport()) is not None
     executor.protect({"SOL"}, {"SOL": 0.08}, 0.08, "d1", ExecutionReport())
     watch.run(portfolio(ex), salt="rw-hw")
-    watch.trip(portfolio(ex), "test trip", "rw-trip", ExecutionReport())
+    watch.trip(portfolio(ex).equity(), "test trip", "rw-trip", ExecutionReport())
     (left,) = ex.fetch_positions()
     assert 0 < left.amount < 10 - MAX_CLOSE_ROUNDS + 1  # rounds ran, the book ran out
     assert [s.token for s in ex.fetch_open_orders(trigger=True)] == ["SOL"]

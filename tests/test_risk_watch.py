@@ -23,7 +23,7 @@ from bot.domain.planner import Plan
 from bot.domain.risk import check_overlay
 from bot.domain.risk_limits import RiskLimits
 from bot.exchange.paper import PaperConfig, PaperExchange
-from bot.exchange.port import OrderRejected
+from bot.exchange.port import ExchangeUnavailable, OrderRejected
 from bot.service.cycle import read_portfolio
 from bot.service.executor import ExecutionReport, Executor
 from bot.service.risk_watch import RiskWatch, clear_kill_switch
@@ -177,18 +177,30 @@ def test_eight_x_is_clipped_to_the_cap_and_never_sent(rig: Any) -> None:
     assert report.rejected == 1 and ex.fetch_positions() == []
 
 
-def test_a_position_near_liquidation_is_closed(rig: Any) -> None:
+def test_a_position_near_liquidation_is_closed_even_when_the_stop_watchdog_fails(
+        rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop vanished and the venue will not list stops (the watchdog's read fails): the
+    liquidation buffer, a step of its own, still closes the position."""
     ex, _store, executor, watch, log = rig
     ex.set_leverage("SOL", Decimal(3))
     open_long(ex, executor, amount="10", leverage="3")
     for stop in ex.fetch_open_orders(trigger=True):
-        ex.cancel_order(stop)  # a stop that vanished: only the buffer rule is left
+        ex.cancel_order(stop)
     liq = ex.fetch_positions()[0].liquidation_price
     assert liq is not None
     near = liq * Decimal("1.05")  # 5% above liquidation, inside the 10% buffer
     ex.update_market(T0 + timedelta(hours=1), {"SOL": near}, {},
                      {"SOL": (near, Decimal(100))})
-    watch.run(portfolio(ex), salt="rw-liq")
+    listing = ex.fetch_open_orders
+
+    def stops_unreadable(trigger: bool = False) -> list[Any]:
+        if trigger:
+            raise ExchangeUnavailable("openAlgoOrders failed 5 times")
+        return listing(trigger=False)
+
+    monkeypatch.setattr(ex, "fetch_open_orders", stops_unreadable)
+    assert watch.run(portfolio(ex), salt="rw-liq") == ["stop_watchdog"]
+    assert [f["step"] for f in log.named("risk.step_failed")] == ["stop_watchdog"]
     blocked = [f for f in log.named("risk.blocked") if f["rule"] == "liquidation_buffer"]
     assert blocked and blocked[0]["token"] == "SOL"
     assert ex.fetch_positions() == []

@@ -9,6 +9,7 @@ places them right after each open with :func:`bot.domain.risk.stop_price_for`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
@@ -38,19 +39,34 @@ class Skip:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Orders in the order they must be sent, plus what was skipped and why."""
+    """Orders in the order they must be sent, plus what was skipped and why.
+
+    ``plan_id`` is the identity every order id of the plan is derived from (see
+    :func:`client_order_id`); the store hands it out. Empty for a plan built by hand.
+    """
 
     intents: tuple[OrderIntent, ...]
     skipped: tuple[Skip, ...]
     stop_distance: Mapping[str, float]
+    plan_id: str = ""
 
 
-def client_order_id(decision_id: str, leg: int) -> str:
-    """Deterministic per decision and leg, so a resend after a crash is recognisable.
+def client_order_id(plan_id: str, purpose: str, token: str, market: MarketKind, side: Side,
+                    amount: Decimal, reduce_only: bool = False) -> str:
+    """The id of the order that *is* this: a digest of the plan and the order's content.
 
-    Short and made of ``[A-Za-z0-9-]`` only, within every venue's limit (Binance: 36).
+    Never a position in a list: a plan that changes (a stop fired, a position opened by
+    hand) would give the same number to a different order, and the venue and the journal
+    would then take one order for another. The same plan asking for the same order gets the
+    same id, so a re-run after a crash recognises what it already sent; anything that differs
+    (plan, purpose, token, market, side, amount, reduce-only) gives another id.
+
+    ``sb-`` and 24 hex digits: within every venue's limit (Binance 36, OKX 32 once its
+    ``-`` is encoded) and made of characters all of them accept.
     """
-    return f"sb-{decision_id[:16]}-{leg:03d}"
+    content = "|".join((plan_id, purpose, token, market.value, side.value,
+                        format(amount.normalize(), "f"), "ro" if reduce_only else "-"))
+    return f"sb-{hashlib.sha256(content.encode()).hexdigest()[:24]}"
 
 
 def round_step(amount: Decimal, step: Decimal) -> Decimal:
@@ -74,25 +90,29 @@ def plan_orders(
     markets: Mapping[tuple[str, MarketKind], MarketInfo],
     overlay: tuple[OverlayLeg, ...],
     min_trade_fraction: float = 0.005,
+    *,
+    plan_id: str,
 ) -> Plan:
     """The ordered legs that take ``portfolio`` to ``decision``'s targets.
 
     ``overlay`` is the decision's overlay after the risk check. ``min_trade_fraction`` of
     equity is the smallest spot change worth an order: below it, drift is tolerated.
+    ``plan_id`` comes from the store (``begin_plan``); every order id is derived from it.
     """
     equity = portfolio.equity()
     intents: list[OrderIntent] = []
     skipped: list[Skip] = []
     if equity <= 0:
-        return Plan((), (Skip("*", MarketKind.SPOT, "no equity"),), {})
+        return Plan((), (Skip("*", MarketKind.SPOT, "no equity"),), {}, plan_id)
     invest = equity * (1 - Decimal(str(decision.cash_reserve)))
     min_trade = equity * Decimal(str(min_trade_fraction))
-    leg = 0
 
-    def next_id() -> str:
-        nonlocal leg
-        leg += 1
-        return client_order_id(decision.decision_id, leg)
+    def order(purpose: str, token: str, market: MarketKind, side: Side, amount: Decimal, *,
+              reason: str, reference_price: Decimal, reduce_only: bool = False,
+              leverage: Decimal | None = None) -> OrderIntent:
+        cid = client_order_id(plan_id, purpose, token, market, side, amount, reduce_only)
+        return OrderIntent(cid, token, market, side, amount, reduce_only=reduce_only,
+                           leverage=leverage, reason=reason, reference_price=reference_price)
 
     # ---- spot: sells, then buys scaled to the cash they can use ---------------------------
     sells: list[tuple[str, Decimal]] = []
@@ -132,9 +152,9 @@ def plan_orders(
     wanted = sum((v for _, v in buys), Decimal(0))
     scale = min(Decimal(1), spendable / wanted) if wanted > 0 else Decimal(1)
     for token, amount in sells:
-        intents.append(OrderIntent(next_id(), token, MarketKind.SPOT, Side.SELL, amount,
-                                   reason="spot rebalance: above target",
-                                   reference_price=portfolio.prices[token]))
+        intents.append(order("rebalance", token, MarketKind.SPOT, Side.SELL, amount,
+                             reason="spot rebalance: above target",
+                             reference_price=portfolio.prices[token]))
     for token, value in buys:
         price = portfolio.prices[token]
         info = markets[(token, MarketKind.SPOT)]
@@ -144,8 +164,8 @@ def plan_orders(
             skipped.append(Skip(token, MarketKind.SPOT, why))
             continue
         reason = "spot rebalance: below target" + ("" if scale == 1 else f" (scaled {scale:.3f})")
-        intents.append(OrderIntent(next_id(), token, MarketKind.SPOT, Side.BUY, amount,
-                                   reason=reason, reference_price=price))
+        intents.append(order("rebalance", token, MarketKind.SPOT, Side.BUY, amount,
+                             reason=reason, reference_price=price))
 
     # ---- perps: reductions first, then opens ----------------------------------------------
     targets: dict[str, tuple[Decimal, OverlayLeg | None]] = {}
@@ -173,9 +193,9 @@ def plan_orders(
         if closing:
             amount = round_step(abs(current), info.amount_step)
             side = Side.SELL if current > 0 else Side.BUY
-            reduces.append(OrderIntent(next_id(), token, MarketKind.PERP, side, amount,
-                                       reduce_only=True, reason="overlay: close leg",
-                                       reference_price=price))
+            reduces.append(order("close", token, MarketKind.PERP, side, amount,
+                                 reduce_only=True, reason="overlay: close leg",
+                                 reference_price=price))
             current = Decimal(0)
         delta = target - current
         if abs(delta) * price < min_trade:
@@ -188,13 +208,13 @@ def plan_orders(
         side = Side.BUY if delta > 0 else Side.SELL
         shrinking = abs(target) < abs(current)
         leverage = Decimal(str(o.leverage)) if o is not None else None
-        intent = OrderIntent(next_id(), token, MarketKind.PERP, side, amount,
-                             reduce_only=shrinking, leverage=leverage,
-                             reason=("overlay: reduce" if shrinking else
-                                     f"overlay: {o.reason}" if o else "overlay"),
-                             reference_price=price)
+        intent = order("reduce" if shrinking else "open", token, MarketKind.PERP, side, amount,
+                       reduce_only=shrinking, leverage=leverage,
+                       reason=("overlay: reduce" if shrinking else
+                               f"overlay: {o.reason}" if o else "overlay"),
+                       reference_price=price)
         (reduces if shrinking else opens).append(intent)
     intents.extend(reduces)
     intents.extend(opens)
     stops = {o.token: o.stop_distance for o in overlay}
-    return Plan(tuple(intents), tuple(skipped), stops)
+    return Plan(tuple(intents), tuple(skipped), stops, plan_id)

@@ -23,7 +23,13 @@ from typing import Any, TypeVar
 import ccxt
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_when_event_set,
+)
 
 from bot.exchange.port import ExchangeError, ExchangeUnavailable, OrderRejected
 
@@ -135,14 +141,28 @@ class Caller:
     """
 
     def __init__(self, policy: RetryPolicy, scrub: Scrubber,
-                 sleep: Callable[[float], None] = time.sleep,
-                 retry_hint: Callable[[Any], float | None] | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None,
+                 retry_hint: Callable[[Any], float | None] | None = None,
+                 abort: threading.Event | None = None) -> None:
         self.policy = policy
         self.scrub = scrub
-        self._sleep = sleep
+        self._abort = abort if abort is not None else threading.Event()
+        # Waits end early on shutdown: a daemon asked to stop must not sit out a backoff.
+        self._sleep = sleep or self._wait
         self._retry_hint = retry_hint
         self._quiet_until = 0.0
         self._lock = threading.Lock()
+
+    def _wait(self, seconds: float) -> None:
+        self._abort.wait(seconds)
+
+    @property
+    def aborting(self) -> bool:
+        """The daemon is shutting down: retries stop, lookups are tried once."""
+        return self._abort.is_set()
+
+    def pause(self, seconds: float) -> None:
+        self._sleep(seconds)
 
     # -- pacing ------------------------------------------------------------------------------
     def gate(self) -> None:
@@ -195,14 +215,15 @@ class Caller:
                 return 0.0  # ``once`` already set the account-wide pause; ``gate`` waits
             return self.policy.delay(state.attempt_number, exc)
 
-        retrying = Retrying(stop=stop_after_attempt(self.policy.read_attempts), wait=wait,
+        retrying = Retrying(stop=stop_after_attempt(self.policy.read_attempts)
+                            | stop_when_event_set(self._abort), wait=wait,
                             retry=retry_if_exception_type(ccxt.OperationFailed), reraise=True,
                             sleep=self._sleep)
         try:
             return retrying(attempt)
         except ccxt.OperationFailed as exc:
-            raise ExchangeUnavailable(self.message(
-                f"{what} failed {self.policy.read_attempts} times", exc)) from exc
+            tries = "shutting down" if self.aborting else f"{self.policy.read_attempts} times"
+            raise ExchangeUnavailable(self.message(f"{what} failed ({tries})", exc)) from exc
         except ccxt.BaseError as exc:
             raise self.translate(what, exc, write=write) from exc
 

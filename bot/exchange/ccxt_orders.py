@@ -124,9 +124,9 @@ class OrderDesk:
         policy = self._ex.caller.policy
         trigger = intent.order_type is OrderType.STOP_MARKET
         found: OrderResult | None = None
-        for attempt in range(policy.lookup_attempts):
+        for attempt in range(1 if self._ex.caller.aborting else policy.lookup_attempts):
             if attempt:
-                time.sleep(policy.lookup_delay)
+                self._ex.caller.pause(policy.lookup_delay)
             try:
                 found = self.find(intent.client_id, intent.token, intent.market,
                                   trigger) or found
@@ -207,6 +207,8 @@ class OrderDesk:
         side = intent.side.value
         last: BaseException | None = None
         for attempt in range(1, caller.policy.write_throttle_attempts + 1):
+            if attempt > 1 and caller.aborting:
+                break  # shutting down: a throttled order is not resent
             try:
                 raw = caller.once(exchange, lambda: exchange.create_order(
                     symbol, order_type, side, amount, price, dict(params)), attempt)
@@ -240,10 +242,10 @@ class OrderDesk:
                 patient: bool) -> OrderResult | None:
         """Look the order up after a failed send; a lookup failure is itself unknown."""
         policy = self._ex.caller.policy
-        tries = policy.lookup_attempts if patient else 1
+        tries = policy.lookup_attempts if patient and not self._ex.caller.aborting else 1
         for n in range(tries):
             if n:
-                time.sleep(policy.lookup_delay)
+                self._ex.caller.pause(policy.lookup_delay)
             try:
                 found = self.find(intent.client_id, intent.token, intent.market,
                                   intent.order_type is OrderType.STOP_MARKET)
@@ -257,13 +259,19 @@ class OrderDesk:
 
     def _result(self, intent: OrderIntent, exchange: Any, symbol: str, size: Decimal,
                 raw: dict[str, Any]) -> OrderResult:
+        return self._priced(raw, intent.client_id, intent.token, intent.market, exchange,
+                            symbol, size)
+
+    def _priced(self, raw: dict[str, Any], client_id: str, token: str, kind: MarketKind,
+                exchange: Any, symbol: str, size: Decimal) -> OrderResult:
         """The order as the venue reported it, with fees from the fills when the order
-        answer carries none (Binance futures ``RESULT`` answers never do)."""
-        fee = cv.fee_in_quote(raw, intent.token, dec(raw.get("average")) or None)
+        answer carries none (Binance futures answers and order lookups never do): an order
+        recovered by lookup after a lost answer must not be journalled as free."""
+        fee = cv.fee_in_quote(raw, token, dec(raw.get("average")) or None)
         if fee is None and dec(raw.get("filled")) > 0 and raw.get("id"):
-            fee = self._fee_from_trades(exchange, symbol, str(raw["id"]), intent.token)
-        return cv.order_result(raw, client_id=intent.client_id, token=intent.token,
-                               kind=intent.market, size=size, fee=fee)
+            fee = self._fee_from_trades(exchange, symbol, str(raw["id"]), token)
+        return cv.order_result(raw, client_id=client_id, token=token, kind=kind, size=size,
+                               fee=fee)
 
     def _fee_from_trades(self, exchange: Any, symbol: str, order_id: str,
                          token: str) -> Decimal | None:
@@ -293,7 +301,11 @@ class OrderDesk:
         if raw is None:
             return None
         size = cv.contract_size(market)
-        result = cv.order_result(raw, client_id=client_id, token=token, kind=kind, size=size)
+        if trigger:
+            result = cv.order_result(raw, client_id=client_id, token=token, kind=kind,
+                                     size=size)
+        else:
+            result = self._priced(raw, client_id, token, kind, exchange, symbol, size)
         if trigger and result.status is OrderStatus.TRIGGERED:
             child = caller.read(exchange, f"stop child {client_id}",
                                 lambda: venue.triggered_child(exchange, raw, symbol))
@@ -354,7 +366,7 @@ class OrderDesk:
                 failed = exc
             except ccxt.OperationFailed as exc:
                 failed = exc
-                time.sleep(caller.policy.delay(attempt, exc))
+                caller.pause(caller.policy.delay(attempt, exc))
             except ccxt.BaseError as exc:
                 raise caller.translate(f"cancel {result.client_id}", exc, write=True) from exc
         raise OutcomeUnknown(caller.message(f"cancel {result.client_id}: no answer",

@@ -6,6 +6,7 @@ module only moves data between them and the adapters, and says what happened in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -80,7 +81,8 @@ class CycleOutcome:
 class TradingCycle:
     def __init__(self, *, universe: Universe, params: StrategyParams, limits: RiskLimits,
                  exchange: ExchangePort, store: StateStore, signals: SignalSource,
-                 log: Any, margin_mode: str = "isolated") -> None:
+                 log: Any, margin_mode: str = "isolated",
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.universe = universe
         self.params = params
         self.limits = limits
@@ -88,9 +90,12 @@ class TradingCycle:
         self.store = store
         self.signals = signals
         self.log = log
+        self.should_stop = should_stop or (lambda: False)
         self.executor = Executor(exchange, store, log, margin_mode,
-                                 max_slippage=limits.max_slippage_fraction)
-        self.risk = RiskWatch(exchange, store, self.executor, limits, log)
+                                 max_slippage=limits.max_slippage_fraction,
+                                 should_stop=self.should_stop)
+        self.risk = RiskWatch(exchange, store, self.executor, limits, log,
+                              should_stop=self.should_stop)
         self._snapshot: MarketSnapshot | None = None
 
     # -- signals ---------------------------------------------------------------------------
@@ -143,7 +148,8 @@ class TradingCycle:
                 self.log.warning("risk.blocked", rule=block.rule, token=block.token,
                                  detail=block.detail, decision_id=decision.decision_id)
             markets = self.exchange.load_markets()
-            plan = plan_orders(decision, portfolio, markets, overlay)
+            plan = plan_orders(decision, portfolio, markets, overlay,
+                               plan_id=self.store.begin_plan(decision.decision_id))
             report = self.executor.execute(plan, decision.decision_id,
                                            self.limits.stop_loss_fraction)
         portfolio = self.read_portfolio()
@@ -157,6 +163,7 @@ class TradingCycle:
                       equity=str(equity.quantize(Decimal("0.01"))))
         return CycleOutcome(decision, report, equity)
 
-    def risk_watch(self, salt: str, consecutive_failures: int = 0) -> None:
-        """Kill switch, funding exits and the stop watchdog (see :mod:`risk_watch`)."""
-        self.risk.run(self.read_portfolio(), salt, consecutive_failures)
+    def risk_watch(self, salt: str, consecutive_failures: int = 0) -> list[str]:
+        """Stop watchdog, kill switch, funding exits and liquidation buffer, each guarded on
+        its own (see :mod:`risk_watch`); returns the steps that failed."""
+        return self.risk.run(self.read_portfolio, salt, consecutive_failures)

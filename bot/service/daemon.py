@@ -3,8 +3,19 @@
 Three jobs, as the strategy needs them: signal refresh, the rotation/rebalance cycle, and a
 more frequent risk watch. They share one worker thread, so no job overlaps itself or another
 (the paper exchange and the journal are single-writer by design); ``coalesce`` and
-``max_instances=1`` keep a slow job from piling up runs. SIGTERM/SIGINT let the job in flight
-finish, persist, log ``daemon.stopped`` and exit 0.
+``max_instances=1`` keep a slow job from piling up runs.
+
+One daemon per store: the store's owner lock (:mod:`bot.store.owner`) is taken before
+anything is written, and a second daemon is refused.
+
+Stopping is a promise. After SIGTERM/SIGINT no new order is sent: the step checks between
+its parts (reconcile, risk watch, cycle) and the executor between orders. The order in
+flight finishes and is journalled (with the stop of a perp leg that filled: a leveraged
+position is never left without one), retries and backoffs end early, and only then is
+``daemon.stopped`` logged, as the last line, and the store and venue closed. That takes at
+most ``scheduler.shutdown_timeout_seconds`` plus one venue request timeout; a job still
+running past that bound is abandoned with ``daemon.stopped clean=false`` and the process
+exits at once (exit status 1), leaving the journal for the next start to reconcile.
 
 Two clocks. Paper mode replays history: each tick advances the simulated clock (the
 ``ReplayDriver``) by ``replay.step_days`` every ``replay.tick_seconds``. Testnet, demo and live
@@ -15,8 +26,12 @@ the jobs run every ``scheduler.cycle_seconds`` / ``signal_refresh_seconds`` /
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import FrameType
@@ -34,10 +49,16 @@ from bot.service.reconcile import reconcile
 from bot.service.replay_driver import PAPER_KEY, ReplayDriver, ReplaySignals
 from bot.service.venue import VenueStartupError, WallClock, build_venue
 from bot.sources.replay import ReplayData, bundled_sample_dir
+from bot.store.engine import parse_target
+from bot.store.owner import OwnerLock, StoreBusy, acquire_owner_lock
 from bot.store.repo import StateStore
 
 LOOKBACK_DAYS = 400
 """History handed to the engine each cycle: enough for a 200-day average and funding p90."""
+TRADING_JOBS = ("cycle", "risk_watch")
+"""Jobs whose repeated failure trips the kill switch. Each job keeps its own count, so one
+job's success (the hourly signal refresh, which marks what it could not read stale) never
+resets another's run of failures."""
 
 
 class StartupError(Exception):
@@ -67,14 +88,20 @@ class Daemon:
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.cycles_done = 0
-        self.consecutive_failures = 0
+        self.failures: dict[str, int] = {"cycle": 0, "risk_watch": 0, "signals": 0}
         self.driver: ReplayDriver | WallClock
         self.exchange: ExchangePort
-        signals = self._wire_paper() if settings.mode == "paper" else self._wire_venue()
+        self.request_timeout = 0.0
+        self.owner: OwnerLock | None = None
+        try:
+            signals = self._wire_paper() if settings.mode == "paper" else self._wire_venue()
+        except BaseException:
+            self._release_owner()
+            raise
         self.cycle = TradingCycle(
             universe=self.universe, params=settings.strategy, limits=settings.risk.limits(),
             exchange=self.exchange, store=self.store, signals=signals, log=log,
-            margin_mode=settings.exchange.margin_mode)
+            margin_mode=settings.exchange.margin_mode, should_stop=self._interrupted)
         replay = isinstance(self.driver, ReplayDriver)
         resumed = isinstance(self.driver, ReplayDriver) and self.driver.resumed
         log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,
@@ -94,6 +121,7 @@ class Daemon:
         self.data = ReplayData.load(self._data_dir)
         self.universe = restrict_universe(load_universe(settings.universe_file),
                                           set(self.data.tokens), log)
+        self._take_ownership()
         self.store = StateStore(settings.state.target())
         paper = self._paper_exchange()
         self.exchange = paper
@@ -104,20 +132,40 @@ class Daemon:
         return ReplaySignals(self.data, LOOKBACK_DAYS)
 
     def _wire_venue(self) -> SignalSource:
-        """A real venue through ccxt on the wall clock. The venue is reached (markets
-        loaded, universe restricted) before the state store is opened, so a refused start
-        writes nothing."""
+        """A real venue through ccxt on the wall clock. The store's owner lock comes first
+        (a second daemon must not even talk to the account), then the venue is reached
+        (markets loaded, universe restricted), and only then is the state store opened, so
+        a refused start writes nothing."""
+        self._take_ownership()
         try:
             venue = build_venue(self.settings, load_universe(self.settings.universe_file),
-                                LOOKBACK_DAYS, self.log)
+                                LOOKBACK_DAYS, self.log, stopping=self.stop_event)
         except VenueStartupError as exc:
             raise StartupError(str(exc)) from exc
         self.universe = venue.universe
         self._venue_exchange = venue.exchange
         self.exchange = venue.exchange
-        self.store = StateStore(self.settings.state.target())
+        self.request_timeout = venue.exchange.request_timeout_seconds
+        try:
+            self.store = StateStore(self.settings.state.target())
+        except BaseException:
+            venue.exchange.close()
+            raise
         self.driver = venue.clock
         return venue.signals
+
+    def _take_ownership(self) -> None:
+        """The store's owner lock, before the store is opened (and migrated): a refused
+        second daemon has written nothing and sent nothing."""
+        try:
+            self.owner = acquire_owner_lock(parse_target(self.settings.state.target()))
+        except StoreBusy as exc:
+            raise StartupError(str(exc)) from exc
+
+    def _release_owner(self) -> None:
+        if self.owner is not None:
+            self.owner.release()
+            self.owner = None
 
     def _paper_exchange(self) -> PaperExchange:
         p = self.settings.paper
@@ -138,20 +186,65 @@ class Daemon:
 
     # -- one step --------------------------------------------------------------------------
     def step(self) -> bool:
-        """Advance the replay clock and run one full cycle. False once history is exhausted."""
+        """Advance the clock and run reconcile, risk watch and cycle. False once replay
+        history is exhausted or a shutdown was requested."""
         with self.lock:
+            if self._stopping() or not self._still_owner():
+                return False
             as_of = self.driver.advance()
             if as_of is None:
                 self.log.info("replay.finished", last=self.driver.cursor.isoformat(),
                               cycles=self.cycles_done)
                 return False
             reconcile(self.exchange, self.store, self.log)
-            self.cycle.risk_watch(f"rw-{self._salt_time(as_of):%Y%m%d%H%M}",
-                                  self.consecutive_failures)
-            self.cycle.run(as_of)
+            if self._interrupted():
+                return False
+            self._run_risk_watch(as_of)
+            if self._interrupted():
+                return False
+            try:
+                outcome = self.cycle.run(as_of)
+            except Exception:
+                self._count("cycle", failed=True)
+                raise
+            self._count("cycle", failed=outcome.report.conflicts > 0)
             self.driver.persist()
             self.cycles_done += 1
             return True
+
+    def _stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def _interrupted(self) -> bool:
+        """Whether a step in progress must stop sending orders. On a venue, yes as soon as a
+        stop is requested. A replay step runs to its end: it takes milliseconds, sends
+        nothing anywhere, and cutting it would leave the simulated account, the journal
+        and the replay cursor out of step with each other."""
+        return isinstance(self.driver, WallClock) and self.stop_event.is_set()
+
+    def _still_owner(self) -> bool:
+        """The owner lock can be lost with its PostgreSQL connection: never trade without."""
+        if self.owner is None or self.owner.still_held():
+            return True
+        self.log.error("daemon.lock_lost", state=self.store.location,
+                       action="stopping: another daemon may own the store now")
+        self.stop_event.set()
+        return False
+
+    def _run_risk_watch(self, when: datetime) -> None:
+        salt = f"rw-{self._salt_time(when):%Y%m%d%H%M}-{secrets.token_hex(4)}"
+        try:
+            failed = self.cycle.risk_watch(salt, self._trading_failures())
+        except Exception:
+            self._count("risk_watch", failed=True)
+            raise
+        self._count("risk_watch", failed=bool(failed))
+
+    def _trading_failures(self) -> int:
+        return max(self.failures[job] for job in TRADING_JOBS)
+
+    def _count(self, job: str, failed: bool) -> None:
+        self.failures[job] = self.failures[job] + 1 if failed else 0
 
     def _salt_time(self, as_of: datetime) -> datetime:
         """The risk watch's id salt: the simulated step in replay, the minute on a venue."""
@@ -185,13 +278,13 @@ class Daemon:
             timezone=UTC,
         )
         now = datetime.now(UTC)
-        scheduler.add_job(self._job(self._cycle_job), "interval", seconds=cycle_every,
-                          id="cycle", next_run_time=now)
-        scheduler.add_job(self._job(self._signals_job), "interval", seconds=signals_every,
-                          id="signals", next_run_time=now + timedelta(
+        scheduler.add_job(self._job(self._cycle_job, "cycle"), "interval",
+                          seconds=cycle_every, id="cycle", next_run_time=now)
+        scheduler.add_job(self._job(self._signals_job, "signals"), "interval",
+                          seconds=signals_every, id="signals", next_run_time=now + timedelta(
                               seconds=min(cycle_every, signals_every) / 2))
-        scheduler.add_job(self._job(self._risk_job), "interval", seconds=risk_every,
-                          id="risk_watch")
+        scheduler.add_job(self._job(self._risk_job, "risk_watch"), "interval",
+                          seconds=risk_every, id="risk_watch")
         self._install_signal_handlers()
         scheduler.start()
         self.log.info("scheduler.started", tick_seconds=cycle_every,
@@ -204,17 +297,15 @@ class Daemon:
             scheduler.shutdown(wait=False)
             self.shutdown()
 
-    def _job(self, fn: Any) -> Any:
+    def _job(self, fn: Callable[[], None], name: str) -> Callable[[], None]:
         def wrapped() -> None:
             if self.stop_event.is_set():
                 return
             try:
                 fn()
-                self.consecutive_failures = 0
             except Exception as exc:
-                self.consecutive_failures += 1
-                self.log.exception("job.failed", job=fn.__name__, error=str(exc),
-                                   consecutive_failures=self.consecutive_failures)
+                self.log.exception("job.failed", job=name, error=str(exc),
+                                   consecutive_failures=self.failures.get(name, 0))
         return wrapped
 
     def _cycle_job(self) -> None:
@@ -223,14 +314,22 @@ class Daemon:
 
     def _signals_job(self) -> None:
         with self.lock:
+            if self._stopping():
+                return
             when = (self.driver.as_of() if isinstance(self.driver, WallClock)
                     else self.driver.cursor)
-            self.cycle.refresh_signals(when)
+            try:
+                self.cycle.refresh_signals(when)
+            except Exception:
+                self._count("signals", failed=True)
+                raise
+            self._count("signals", failed=False)
 
     def _risk_job(self) -> None:
         with self.lock:
-            self.cycle.risk_watch(f"rw-{self._salt_time(self.driver.cursor):%Y%m%d%H%M}",
-                                  self.consecutive_failures)
+            if self._stopping() or not self._still_owner():
+                return
+            self._run_risk_watch(self.driver.cursor)
 
     # -- stopping --------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
@@ -245,17 +344,29 @@ class Daemon:
         signal.signal(signal.SIGINT, handler)
 
     def shutdown(self) -> None:
-        """Wait for the job in flight (bounded), persist, and say so."""
-        timeout = self.settings.scheduler.shutdown_timeout_seconds
-        acquired = self.lock.acquire(timeout=timeout)
+        """Wait for the job in flight to end, persist, close, and say so (last line).
+
+        The job ends on its own soon after a stop request (no new order; retries cut short):
+        within ``shutdown_timeout_seconds`` plus one request timeout. Past that bound the
+        job is abandoned: ``daemon.stopped clean=false`` and an immediate exit, so nothing
+        it might still do can follow the line that says the daemon stopped.
+        """
+        self.stop_event.set()
+        bound = self.settings.scheduler.shutdown_timeout_seconds + self.request_timeout
+        if not self.lock.acquire(timeout=bound):
+            self.log.error("daemon.stopped", cycles=self.cycles_done, clean=False,
+                           cursor=self.driver.cursor.isoformat(),
+                           reason=f"the job in flight did not end within {bound:g}s")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         try:
-            if acquired:
-                self.driver.persist()
-            self.log.info("daemon.stopped", cycles=self.cycles_done, clean=acquired,
-                          cursor=self.driver.cursor.isoformat())
-        finally:
-            if acquired:
-                self.lock.release()
+            self.driver.persist()
             self.store.close()
             if isinstance(self.driver, WallClock):
                 self._venue_exchange.close()
+            self._release_owner()
+            self.log.info("daemon.stopped", cycles=self.cycles_done, clean=True,
+                          cursor=self.driver.cursor.isoformat())
+        finally:
+            self.lock.release()

@@ -3,11 +3,18 @@
 The journal entry is committed before the request leaves; the venue's answer is committed
 after. A client id already in the journal is never sent again blindly: the venue is asked
 about it first. That one rule is what keeps a retry or a restart from doubling an order.
+
+Stops follow their leg: a perp leg that changed a position gets its stop right after it,
+before the next leg is sent, and a new stop replaces the old one only once the venue shows
+it open. A failure in one leg (even a lookup that raised) is journalled and logged and never
+leaves the legs already filled without their stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -25,12 +32,9 @@ from bot.domain.models import (
 from bot.domain.planner import Plan
 from bot.domain.risk import price_deviation, slippage_guarded, stop_price_for
 from bot.exchange.port import ExchangeError, ExchangePort, OrderRejected, OutcomeUnknown
-from bot.store.repo import StateStore
+from bot.store.repo import JournalConflict, StateStore
 
 MAX_STOP_GENERATIONS = 50
-#: a stop in these states protects (UNKNOWN: acknowledged by a venue that answers with ids
-#: only, and not yet readable); anything else (rejected, cancelled) does not
-STOP_HELD = frozenset({OrderStatus.OPEN, OrderStatus.UNKNOWN})
 STOP_DISTANCES_KEY = "risk.stop_distances"
 """kv: the stop distance each token's leg was last planned with (fraction of entry)."""
 #: final states in which a market order can have filled only part of its amount
@@ -47,6 +51,10 @@ class ExecutionReport:
     stops_placed: int = 0
     blocked: int = 0
     partial: int = 0
+    conflicts: int = 0
+    stops_failed: int = 0
+    halted: bool = False
+    """True when a shutdown request stopped the plan before its last order."""
     touched_perps: set[str] = field(default_factory=set)
 
 
@@ -62,39 +70,100 @@ class Executor:
     """Places a plan's orders, then protects every perp the plan touched with a fresh stop."""
 
     def __init__(self, exchange: ExchangePort, store: StateStore, log: Any,
-                 margin_mode: str = "isolated", max_slippage: float | None = None) -> None:
+                 margin_mode: str = "isolated", max_slippage: float | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.exchange = exchange
         self.store = store
         self.log = log
         self.margin_mode = margin_mode
         self.max_slippage = max_slippage
+        self.should_stop = should_stop or (lambda: False)
 
     def execute(self, plan: Plan, decision_id: str, default_stop: float) -> ExecutionReport:
+        """Send the plan's orders in order, each perp leg followed by its stop.
+
+        The plan is marked complete once every order went through (whatever the venue
+        answered), so a later run of the same decision plans anew; a run cut short (a
+        shutdown request, a crash) leaves it open, and a re-run resumes it under the same ids.
+        """
         report = ExecutionReport()
         for skip in plan.skipped:
             self.log.info("order.skipped", token=skip.token, market=skip.market.value,
                           reason=skip.reason, decision_id=decision_id)
-        for intent in plan.intents:
-            result = self.submit(intent, decision_id, report)
-            if intent.market is MarketKind.PERP and result is not None:
-                report.touched_perps.add(intent.token)
-        if report.touched_perps:
-            self.protect(report.touched_perps, plan.stop_distance, default_stop, decision_id,
-                         report)
         if plan.stop_distance:
-            # The risk watch re-protects between cycles; it must use the distance the plan
-            # chose (an ATR stop), not its percent fallback.
+            # Recorded first: the risk watch re-protects between cycles (and after a crash
+            # in this plan) and must use the distance the plan chose, not its fallback.
             known = dict(self.store.get(STOP_DISTANCES_KEY) or {})
             known.update({t: float(d) for t, d in plan.stop_distance.items()})
             self.store.put(STOP_DISTANCES_KEY, known)
+        unprotected: set[str] = set()
+        try:
+            for intent in plan.intents:
+                if self.should_stop():
+                    report.halted = True
+                    self.log.info("order.skipped", token=intent.token,
+                                  market=intent.market.value, client_id=intent.client_id,
+                                  reason="shutting down: no new order",
+                                  decision_id=decision_id)
+                    break
+                changed = self._send_leg(intent, decision_id, plan.plan_id, report)
+                if changed and intent.market is MarketKind.PERP:
+                    report.touched_perps.add(intent.token)
+                    unprotected.add(intent.token)
+                    self._guarded_protect({intent.token}, plan.stop_distance, default_stop,
+                                          plan.plan_id, report)
+                    unprotected.discard(intent.token)
+        finally:
+            if unprotected:  # an unexpected error between a fill and its stop
+                self._guarded_protect(unprotected, plan.stop_distance, default_stop,
+                                      plan.plan_id, report)
+        if not report.halted:
+            self.store.complete_plan(plan.plan_id)
         return report
 
+    def _send_leg(self, intent: OrderIntent, decision_id: str, plan_id: str,
+                  report: ExecutionReport) -> bool:
+        """Submit one leg; True when the position may have changed (a fill, or no answer).
+
+        An adapter error after the journal entry (a lookup that failed after a timeout, a
+        read inside the pre-send checks) leaves the order's fate open: it is journalled
+        UNKNOWN for the next reconciliation, and the leg counts as possibly filled so its
+        position still gets a stop.
+        """
+        try:
+            result = self.submit(intent, decision_id, report, plan_id=plan_id)
+        except JournalConflict as exc:
+            report.conflicts += 1
+            self.log.error("order.id_conflict", client_id=intent.client_id,
+                           token=intent.token, reason=str(exc))
+            return False
+        except ExchangeError as exc:
+            report.unknown += 1
+            self.store.journal_failure(intent.client_id, OrderStatus.UNKNOWN, str(exc))
+            self.log.warning("order.unknown", client_id=intent.client_id, token=intent.token,
+                             reason=str(exc))
+            return True
+        if result is None:
+            history = self.store.order_history(intent.client_id)
+            return bool(history) and history[-1].status == OrderStatus.UNKNOWN.value
+        return result.filled > 0 or result.status is OrderStatus.UNKNOWN
+
+    def _guarded_protect(self, tokens: set[str], distances: Mapping[str, float],
+                         default_stop: float, salt: str, report: ExecutionReport) -> None:
+        """``protect``, with a failure logged rather than raised: the risk watch's stop
+        watchdog covers the position on its next tick, and the remaining legs still go."""
+        try:
+            self.protect(tokens, distances, default_stop, salt, report)
+        except (ExchangeError, JournalConflict) as exc:
+            report.stops_failed += 1
+            self.log.error("stoploss.failed", tokens=sorted(tokens), reason=str(exc))
+
     def submit(self, intent: OrderIntent, decision_id: str | None,
-               report: ExecutionReport) -> OrderResult | None:
+               report: ExecutionReport, plan_id: str | None = None) -> OrderResult | None:
         """Journal, send, journal. Returns the venue's answer, or None if rejected/unknown."""
         if self._slipped(intent, report):
             return None
-        if not self.store.journal_intent(intent, decision_id):
+        if not self.store.journal_intent(intent, decision_id, plan_id):
             known = self._lookup(intent)
             if known is not None:
                 self.log.info("order.recovered", client_id=intent.client_id,
@@ -207,13 +276,15 @@ class Executor:
             intent.client_id, intent.token, intent.market,
             trigger=intent.order_type is OrderType.STOP_MARKET)
 
-    def protect(self, tokens: set[str], distances: dict[str, float] | Any, default_stop: float,
+    def protect(self, tokens: set[str], distances: Mapping[str, float], default_stop: float,
                 salt: str, report: ExecutionReport) -> None:
         """Replace the stops of ``tokens`` with one sized to the position as it now stands.
 
-        The new stop goes on first and the old ones come off after, so there is never a
-        moment without a stop, and a failed placement leaves the old stop in force (partial
-        cover beats none). A token whose position is gone just loses its stops.
+        The new stop goes on first and the old ones come off only once the venue shows the
+        new one open, so there is never a moment without a stop: a refused placement, or one
+        whose answer never came (UNKNOWN), leaves the old stop in force (partial cover beats
+        none, and the watchdog finishes the job). A token whose position is gone just loses
+        its stops.
         """
         positions = {p.token: p for p in self.exchange.fetch_positions()}
         stops = [o for o in self.exchange.fetch_open_orders(trigger=True) if o.token in tokens]
@@ -226,12 +297,17 @@ class Executor:
                 continue
             placed = self.place_stop(position, float(distances.get(token, default_stop)),
                                      salt, report)
-            if placed is not None and placed.status in STOP_HELD:
+            if placed is not None:
                 keep.add(placed.client_id)  # may be a live stop recovered under its id
                 replaced.add(token)
         for order in stops:
             if order.token in replaced and order.client_id not in keep:
-                self.exchange.cancel_order(order)
+                try:
+                    self.exchange.cancel_order(order)
+                except OrderRejected as exc:  # already gone (fired, or cancelled by hand)
+                    self.log.warning("order.cancel_failed", client_id=order.client_id,
+                                     reason=str(exc))
+                    continue
                 self.store.journal_result(_as_canceled(order))
 
     def _fresh_stop_id(self, position: PerpPosition, trigger: Decimal, salt: str) -> str:
@@ -253,6 +329,8 @@ class Executor:
 
     def place_stop(self, position: PerpPosition, distance: float, salt: str,
                    report: ExecutionReport) -> OrderResult | None:
+        """Place a stop for the whole position; the stop if the venue shows it open, else
+        None (refused, or an answer that stays unconfirmed after a lookup)."""
         trigger = stop_price_for(position, distance)
         side = Side.SELL if position.side is PositionSide.LONG else Side.BUY
         intent = OrderIntent(
@@ -261,12 +339,24 @@ class Executor:
             order_type=OrderType.STOP_MARKET, trigger_price=trigger, reduce_only=True,
             reason=f"stop-loss {distance:.1%} from entry {position.entry_price}",
         )
-        result = self.submit(intent, salt, report)
-        if result is not None and result.status in STOP_HELD:
-            report.stops_placed += 1
-            self.log.info("stoploss.placed", token=position.token, client_id=intent.client_id,
-                          trigger_price=str(trigger), amount=str(intent.amount),
-                          side=position.side.value)
+        result = self.submit(intent, None, report, plan_id=salt)
+        if result is not None and result.status is OrderStatus.UNKNOWN:
+            # Acknowledged by id only: ask once more before relying on it (a venue may still
+            # reject it after the answer); unreadable, it stays unconfirmed.
+            with contextlib.suppress(ExchangeError):
+                result = self._lookup(intent) or result
+            if result.status is not OrderStatus.UNKNOWN:
+                self.store.journal_result(result)
+        if result is None or result.status is not OrderStatus.OPEN:
+            report.stops_failed += 1
+            self.log.warning("stoploss.unconfirmed", token=position.token,
+                             client_id=intent.client_id, trigger_price=str(trigger),
+                             status=None if result is None else result.status.value)
+            return None
+        report.stops_placed += 1
+        self.log.info("stoploss.placed", token=position.token, client_id=intent.client_id,
+                      trigger_price=str(trigger), amount=str(intent.amount),
+                      side=position.side.value)
         return result
 
 

@@ -1,15 +1,20 @@
 """The risk watch: runs more often than the rotation cycle and defends open positions.
 
-In order: the kill switch (drawdown from the high-water mark, or repeated job failures),
-funding exits with hysteresis, then the stop watchdog (any leveraged position without a live
-stop gets one). Decisions are the pure rules of :mod:`bot.domain.risk`; this module only reads
-the venue, acts through the executor and remembers state in the store. A position too close
-to its liquidation price is closed before the venue takes the margin.
+Four protective steps, each guarded on its own so that one failed read (a funding endpoint
+down, a lookup that timed out) never skips the others: the stop watchdog first (any
+leveraged position without a live stop gets one, or is closed when it is past its stop level
+or the venue keeps refusing its stop), then the kill switch (drawdown from the high-water
+mark, or repeated job failures), funding exits with hysteresis, and the liquidation buffer.
+A failed step is logged ``risk.step_failed`` and returned, so the daemon counts it towards
+the repeated-failures kill switch. Decisions are the pure rules of :mod:`bot.domain.risk`;
+this module only reads the venue, acts through the executor and remembers state in the
+store.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -32,10 +37,15 @@ HIGH_WATER_KEY = "risk.high_water"
 FUNDING_BLOCK_KEY = "risk.funding_blocked"
 MAX_CONSECUTIVE_FAILURES = 5
 FUNDING_REARM_RATIO = 0.5
-MAX_CLOSE_ROUNDS = 5
-"""Reduce-only orders one risk exit may send for one position when the book fills in part."""
 """Hysteresis: a token closed for excessive funding may be re-entered only once its funding
 is back below this share of the exit threshold."""
+MAX_CLOSE_ROUNDS = 5
+"""Reduce-only orders one risk exit may send for one position when the book fills in part."""
+MAX_STOP_ATTEMPTS = 3
+"""Stop placements the venue may refuse (or leave unconfirmed) in a row before the position
+is closed instead: a leveraged position that cannot be protected must not stay open."""
+
+PortfolioSource = Portfolio | Callable[[], Portfolio]
 
 
 def close_intent(position: PerpPosition, salt: str, why: str) -> OrderIntent:
@@ -48,12 +58,14 @@ def close_intent(position: PerpPosition, salt: str, why: str) -> OrderIntent:
 
 class RiskWatch:
     def __init__(self, exchange: ExchangePort, store: StateStore, executor: Executor,
-                 limits: RiskLimits, log: Any) -> None:
+                 limits: RiskLimits, log: Any,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.exchange = exchange
         self.store = store
         self.executor = executor
         self.limits = limits
         self.log = log
+        self.should_stop = should_stop or (lambda: False)
 
     @property
     def killed(self) -> bool:
@@ -62,52 +74,139 @@ class RiskWatch:
     def funding_blocked(self) -> set[str]:
         return set(self.store.get(FUNDING_BLOCK_KEY) or [])
 
-    def run(self, portfolio: Portfolio, salt: str, consecutive_failures: int = 0) -> None:
+    def run(self, portfolio: PortfolioSource, salt: str,
+            consecutive_failures: int = 0) -> list[str]:
+        """Run every protective step; returns the names of the steps that failed.
+
+        ``portfolio`` may be a function that reads it: only the kill switch needs balances
+        and prices, and a failure to read them must not cost the stop watchdog its turn.
+        ``salt`` must be unique per run (the ids of the orders this run sends derive from it).
+        """
         report = ExecutionReport()
-        equity = portfolio.equity()
-        high_water = max(Decimal(self.store.get(HIGH_WATER_KEY) or 0), equity)
-        self.store.put(HIGH_WATER_KEY, str(high_water))
-        if not self.killed:
-            reason = kill_switch_reason(equity, high_water, consecutive_failures, self.limits,
-                                        MAX_CONSECUTIVE_FAILURES)
-            if reason is not None:
-                self.trip(portfolio, reason, salt, report)
-                return
-        else:
-            # Tripped earlier: whatever a partial or failed close left behind goes now.
-            for position in self._live_perps().values():
-                self.close_fully(position, salt, "kill switch: remainder", report)
-        self._funding_exits(portfolio, salt, report)
-        buffer = self.limits.liquidation_buffer_fraction
-        for position, distance in near_liquidation(self._live_perps(), buffer):
-            self.log.warning("risk.blocked", rule="liquidation_buffer", token=position.token,
-                             detail=f"liquidation {distance:.1%} from mark < {buffer:.0%}: "
-                                    "closing")
-            self.close_fully(position, salt, "liquidation buffer", report)
+        steps: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("stop_watchdog", lambda: self._watchdog(salt, report)),
+            ("kill_switch", lambda: self._kill_switch(portfolio, consecutive_failures, salt,
+                                                      report)),
+            ("funding_exit", lambda: self._funding_exits(salt, report)),
+            ("liquidation_buffer", lambda: self._liquidation_buffer(salt, report)),
+        )
+        failed: list[str] = []
+        for name, step in steps:
+            if self.should_stop():
+                break
+            try:
+                step()
+            except Exception as exc:  # one step's failure must not skip the rest
+                failed.append(name)
+                self.log.error("risk.step_failed", step=name, error=str(exc),
+                               error_type=type(exc).__name__)
+        return failed
+
+    # -- the steps --------------------------------------------------------------------------
+    def _watchdog(self, salt: str, report: ExecutionReport) -> None:
+        """Every leveraged position has a live stop covering all of it, or is closed."""
         live = self._live_perps()
+        if not live:
+            return
         covered: dict[str, Decimal] = {}
-        if live:
-            for stop in self.exchange.fetch_open_orders(trigger=True):
-                covered[stop.token] = covered.get(stop.token, Decimal(0)) + stop.amount
+        for stop in self.exchange.fetch_open_orders(trigger=True):
+            covered[stop.token] = covered.get(stop.token, Decimal(0)) + stop.amount
         planned = self.store.get(STOP_DISTANCES_KEY) or {}
+        errors: list[str] = []
         for position in positions_missing_stops(live, covered):
+            if self.should_stop():
+                return
             # The distance the leg was planned with (percent or ATR), else the risk default
             # (an adopted position, or one opened before this was recorded).
             distance = float(planned.get(position.token, self.limits.stop_loss_fraction))
             crossed = stop_crossed(position, stop_price_for(position, distance))
+            refused = self.store.consecutive_stop_failures(position.token)
+            action = ("close" if crossed or refused >= MAX_STOP_ATTEMPTS else "replace")
             self.log.warning("stoploss.missing", token=position.token,
                              amount=str(position.amount),
                              covered=str(covered.get(position.token, Decimal(0))),
-                             action="close" if crossed else "replace")
-            if crossed:
-                # Unprotected past its stop level: the stop would have fired, and a venue
-                # refuses a stop that would trigger at once. Do what the stop would have done.
-                self.close_fully(position, salt, "stop level crossed while unprotected",
-                                 report)
-            else:
-                # Cancels any undersized stop and places one for the whole position.
-                self.executor.protect({position.token}, {}, distance, salt, report)
+                             action=action)
+            try:
+                if crossed:
+                    # Unprotected past its stop level: the stop would have fired, and a venue
+                    # refuses a stop that would trigger at once. Do what it would have done.
+                    self.close_fully(position, salt, "stop level crossed while unprotected",
+                                     report)
+                elif refused >= MAX_STOP_ATTEMPTS:
+                    self.log.error("stoploss.unplaceable", token=position.token,
+                                   attempts=refused, amount=str(position.amount),
+                                   action="close")
+                    self.close_fully(position, salt,
+                                     f"stop refused {refused} times: closing unprotected", report)
+                else:
+                    # Cancels any undersized stop once a full-size one is confirmed.
+                    before = report.stops_failed
+                    self.executor.protect({position.token}, {}, distance, salt, report)
+                    if report.stops_failed > before:
+                        errors.append(f"{position.token}: stop not confirmed")
+            except ExchangeError as exc:  # the next position still gets its turn
+                errors.append(f"{position.token}: {exc}")
+        if errors:
+            raise ExchangeError("; ".join(errors))
 
+    def _kill_switch(self, portfolio: PortfolioSource, consecutive_failures: int, salt: str,
+                     report: ExecutionReport) -> None:
+        if self.killed:
+            # Tripped earlier: whatever a partial or failed close left behind goes now.
+            for position in self._live_perps().values():
+                self.close_fully(position, salt, "kill switch: remainder", report)
+            return
+        if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            # Checked before reading the book: the failures may be exactly that read.
+            self.trip(None, f"{consecutive_failures} consecutive failed jobs >= "
+                            f"{MAX_CONSECUTIVE_FAILURES}", salt, report)
+            return
+        book = portfolio() if callable(portfolio) else portfolio
+        equity = book.equity()
+        high_water = max(Decimal(self.store.get(HIGH_WATER_KEY) or 0), equity)
+        self.store.put(HIGH_WATER_KEY, str(high_water))
+        reason = kill_switch_reason(equity, high_water, consecutive_failures, self.limits,
+                                    MAX_CONSECUTIVE_FAILURES)
+        if reason is not None:
+            self.trip(equity, reason, salt, report)
+
+    def _funding_exits(self, salt: str, report: ExecutionReport) -> None:
+        blocked = self.funding_blocked()
+        perps = self._live_perps()
+        if not perps and not blocked:
+            return
+        rates = self.exchange.fetch_funding_rates(sorted(set(perps) | blocked))
+        for position, apr in excessive_funding(perps, rates, self.limits):
+            if self.should_stop():
+                return
+            self.log.warning("funding.exit", token=position.token, side=position.side.value,
+                             apr=round(apr, 4), threshold=self.limits.funding_exit_apr)
+            blocked.add(position.token)
+            self.store.put(FUNDING_BLOCK_KEY, sorted(blocked))
+            self.close_fully(position, salt, f"funding {apr:.1%} APR", report)
+            if position.token not in self._live_perps():
+                # Only once the close is confirmed: a stop must never come off a position
+                # that is still open (a close refused, or filled in part).
+                self._cancel_stops(position.token)
+        rearm = self.limits.funding_exit_apr * FUNDING_REARM_RATIO
+        for token in sorted(blocked):
+            rate = rates.get(token)
+            if rate is not None and abs(rate.annualised) < rearm:
+                blocked.discard(token)
+                self.log.info("funding.normalised", token=token, apr=round(rate.annualised, 4))
+        self.store.put(FUNDING_BLOCK_KEY, sorted(blocked))
+
+    def _liquidation_buffer(self, salt: str, report: ExecutionReport) -> None:
+        buffer = self.limits.liquidation_buffer_fraction
+        for position, distance in near_liquidation(self._live_perps(), buffer):
+            if self.should_stop():
+                return
+            self.log.warning("risk.blocked", rule="liquidation_buffer", token=position.token,
+                             detail=f"liquidation {distance:.1%} from mark < {buffer:.0%}: "
+                                    "closing")
+            self.close_fully(position, salt, "liquidation buffer", report)
+
+    # -- actions ----------------------------------------------------------------------------
     def close_fully(self, position: PerpPosition, salt: str, why: str,
                     report: ExecutionReport) -> None:
         """Close ``position`` with reduce-only market orders until it is gone, the venue
@@ -115,20 +214,31 @@ class RiskWatch:
         in part, and a risk exit must not leave the rest behind until the next tick."""
         current: PerpPosition | None = position
         for _ in range(MAX_CLOSE_ROUNDS):
-            if current is None or current.amount == 0:
+            if current is None or current.amount == 0 or self.should_stop():
                 return
             result = self.executor.submit(close_intent(current, salt, why), None, report)
             if result is None or result.filled <= 0:
                 return
             current = self._live_perps().get(position.token)
 
-    def trip(self, portfolio: Portfolio, reason: str, salt: str,
+    def trip(self, equity: Decimal | None, reason: str, salt: str,
              report: ExecutionReport) -> None:
-        """Close every leveraged position, cancel every open order, refuse new risk."""
+        """Close every leveraged position, cancel every open order, refuse new risk.
+
+        The trip is recorded first, so a close that fails (the venue being what failed)
+        leaves the switch tripped and the next tick closes what is left."""
         high_water = self.store.get(HIGH_WATER_KEY)
-        self.store.trip_kill_switch(reason, portfolio.equity(),
+        self.store.trip_kill_switch(reason, equity,
                                     Decimal(high_water) if high_water else None)
-        for position in portfolio.perps.values():
+        shown = None if equity is None else str(equity.quantize(Decimal("0.01")))
+        try:
+            positions = self._live_perps()
+        except ExchangeError:
+            self.log.error("killswitch.tripped", reason=reason, equity=shown, closed=None)
+            raise  # the next tick closes them (a tripped switch closes every remainder)
+        self.log.error("killswitch.tripped", reason=reason, equity=shown,
+                       closed=len(positions))
+        for position in positions.values():
             self.close_fully(position, salt, f"kill switch: {reason}", report)
         still_open = set(self._live_perps())  # a close the book filled only in part
         for trigger in (True, False):
@@ -140,29 +250,6 @@ class RiskWatch:
                 except ExchangeError as exc:
                     self.log.warning("order.cancel_failed", client_id=order.client_id,
                                      reason=str(exc))
-        self.log.error("killswitch.tripped", reason=reason,
-                       equity=str(portfolio.equity().quantize(Decimal("0.01"))),
-                       closed=len(portfolio.perps))
-
-    def _funding_exits(self, portfolio: Portfolio, salt: str, report: ExecutionReport) -> None:
-        if not portfolio.perps and not self.funding_blocked():
-            return
-        tokens = set(portfolio.perps) | self.funding_blocked()
-        rates = self.exchange.fetch_funding_rates(sorted(tokens))
-        blocked = self.funding_blocked()
-        for position, apr in excessive_funding(dict(portfolio.perps), rates, self.limits):
-            self.log.warning("funding.exit", token=position.token, side=position.side.value,
-                             apr=round(apr, 4), threshold=self.limits.funding_exit_apr)
-            self.close_fully(position, salt, f"funding {apr:.1%} APR", report)
-            self._cancel_stops(position.token)
-            blocked.add(position.token)
-        rearm = self.limits.funding_exit_apr * FUNDING_REARM_RATIO
-        for token in sorted(blocked):
-            rate = rates.get(token)
-            if rate is not None and abs(rate.annualised) < rearm:
-                blocked.discard(token)
-                self.log.info("funding.normalised", token=token, apr=round(rate.annualised, 4))
-        self.store.put(FUNDING_BLOCK_KEY, sorted(blocked))
 
     def _cancel_stops(self, token: str) -> None:
         """Drop a closed position's stops ourselves: not every venue cancels them on close."""

@@ -9,6 +9,7 @@ adapter's scrubber; nothing in this module logs them.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,8 +65,10 @@ class VenueSetup:
     clock: WallClock
 
 
-def build_exchange(settings: Settings, universe: Universe) -> CcxtExchange:
-    """The ccxt adapter for ``settings``, trading the universe's spot and perp tokens."""
+def build_exchange(settings: Settings, universe: Universe,
+                   stopping: threading.Event | None = None) -> CcxtExchange:
+    """The ccxt adapter for ``settings``, trading the universe's spot and perp tokens.
+    ``stopping`` is the daemon's stop request: once set, the adapter's waits end early."""
     ex = settings.exchange
 
     def secret(value: Any) -> str | None:
@@ -80,7 +83,7 @@ def build_exchange(settings: Settings, universe: Universe) -> CcxtExchange:
         perp_tokens=[t.symbol for t in tokens if t.perp],
         max_leverage=settings.risk.max_leverage, margin_mode=ex.margin_mode,
         https_proxy=secret(ex.https_proxy), trust_env=ex.trust_env, ca_bundle=ex.ca_bundle,
-        retry=RetryPolicy(read_attempts=ex.read_attempts))
+        retry=RetryPolicy(read_attempts=ex.read_attempts), stopping=stopping)
 
 
 def listed_universe(universe: Universe, exchange: CcxtExchange, log: Any) -> Universe:
@@ -118,14 +121,14 @@ def listed_universe(universe: Universe, exchange: CcxtExchange, log: Any) -> Uni
 
 
 def build_venue(settings: Settings, universe: Universe, lookback_days: int,
-                log: Any) -> VenueSetup:
+                log: Any, stopping: threading.Event | None = None) -> VenueSetup:
     """Adapter, venue-restricted universe, signal source and clock for a non-paper mode.
 
     This is the start-up check, before anything is scheduled or written: markets are
     loaded (an unreachable venue shows now) and the balances read, because market data is
     public and refused keys would otherwise only show in the first cycle's signed request.
     """
-    exchange = build_exchange(settings, universe)
+    exchange = build_exchange(settings, universe, stopping)
     try:
         restricted = listed_universe(universe, exchange, log)
         exchange.fetch_balances()

@@ -70,13 +70,18 @@ def create_private_file(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
-def create_store_engine(target: StoreTarget, *, for_migrations: bool = False) -> Engine:
+def create_store_engine(target: StoreTarget, *, for_migrations: bool = False,
+                        read_only: bool = False) -> Engine:
     """The engine the store runs on, or a short-lived one for migrating it.
 
     The migration engine holds no pool and, on SQLite, opens its transaction with
-    ``BEGIN IMMEDIATE`` so that two processes starting at once (daemon and ``status``)
-    migrate one after the other instead of both trying to add the same table.
+    ``BEGIN IMMEDIATE`` so that two processes starting at once migrate one after the other
+    instead of both trying to add the same table. A ``read_only`` engine (``status``,
+    ``explain``) cannot write: SQLite opens the file with ``mode=ro`` (never creating it),
+    PostgreSQL sessions are read-only; it needs no owner lock beside a running daemon.
     """
+    if read_only:
+        return _read_only_engine(target)
     if target.path is None:
         if for_migrations:
             return create_engine(target.url, poolclass=NullPool)
@@ -90,6 +95,22 @@ def create_store_engine(target: StoreTarget, *, for_migrations: bool = False) ->
         event.listen(engine, "connect", _sqlite_manual_transactions)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     return engine
+
+
+def _read_only_engine(target: StoreTarget) -> Engine:
+    if target.path is None:
+        engine = create_engine(target.url, poolclass=NullPool)
+
+        def read_only_session(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cur.close()
+            dbapi_conn.commit()
+
+        event.listen(engine, "connect", read_only_session)
+        return engine
+    uri = f"file:{target.path.resolve().as_posix()}?mode=ro"
+    return create_engine("sqlite+pysqlite:///" + uri + "&uri=true", poolclass=NullPool)
 
 
 def _sqlite_on_connect(path: Path) -> Any:

@@ -96,6 +96,22 @@ def upgrade_to_head(engine: Engine, target: str = "head") -> None:
             _mirror_schema_version(conn)
 
 
+def require_head(engine: Engine) -> None:
+    """Refuse to read a database this build did not (or not yet) migrate: a read-only
+    command must not guess at another schema, and may not migrate it either."""
+    head, known = _scripts()
+    with engine.connect() as conn:
+        current = current_revision(conn)
+    if current == head:
+        return
+    if current is not None and current not in known:
+        raise SchemaError(f"the state database is at schema revision {current!r}, written by "
+                          f"a newer sectorbot (newest here: {head!r}): upgrade sectorbot")
+    raise SchemaError(f"the state database is at schema revision {current!r}, older than this "
+                      f"sectorbot's {head!r}: start the daemon once (`sectorbot run`) to "
+                      "migrate it")
+
+
 def _mirror_schema_version(conn: Connection) -> None:
     """kv["schema_version"] follows the head, written under the migration lock (no race)."""
     if int(head_revision()) != SCHEMA_VERSION:

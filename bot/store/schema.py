@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Mirrors the numeric Alembic head revision into kv["schema_version"] for humans and for the
 # pre-Alembic detection (a database stamped "1" by create_all is revision 0001).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -112,6 +112,24 @@ class OrderRow(Base):
     # Revision 0002. Venues give conditional (stop) orders their own id, distinct from the
     # order id they become once triggered; reconciliation after a crash needs both.
     trigger_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Revision 0004. The plan the order belongs to (its client id is derived from it); empty
+    # for risk-watch orders and rows written before 0004.
+    plan_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class PlanRow(Base):
+    """Revision 0004: one planning act of the cycle, the identity its orders' ids come from.
+
+    A plan is completed once the executor has gone through every order of it. A decision
+    re-run while its last plan is still open (the run was cut short) resumes that plan, so
+    its orders get the ids they had; any other re-run gets a new plan and new ids.
+    """
+
+    __tablename__ = "plans"
+    plan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class OrderEventRow(Base):

@@ -72,6 +72,7 @@ class BybitFault:
     """One injected misbehaviour. ``times=None`` means until ``clear_faults``."""
 
     kind: str  # rate_limit | ip_limit | status | timeout | accept_then_fail | error
+    #           | ack_then_reject
     method: str | None = None
     path: str | None = None
     times: int | None = 1
@@ -153,6 +154,13 @@ class BybitEmulator(EmulatorServer[BybitFault, BybitRequest]):
         """Process the request (the order exists), then answer ``status`` with an HTML page."""
         return self.inject(BybitFault("accept_then_fail", method, path, times, status=status))
 
+    def inject_ack_then_reject(self, path: str = "/v5/order/create", times: int = 1,
+                               when: Callable[[dict[str, str]], bool] | None = None
+                               ) -> BybitFault:
+        """Acknowledge a create with its ids (retCode 0), then reject the order, as Bybit's
+        asynchronous checks do after the answer: the order exists only as ``Rejected``."""
+        return self.inject(BybitFault("ack_then_reject", "POST", path, times, when=when))
+
     def inject_error(self, code: int, msg: str, path: str | None = None,
                      method: str | None = None, times: int = 1,
                      when: Callable[[dict[str, str]], bool] | None = None,
@@ -221,6 +229,11 @@ class BybitEmulator(EmulatorServer[BybitFault, BybitRequest]):
         if fault is not None and fault.kind == "accept_then_fail":
             return _Reply(fault.status, b"<html>503 Service Temporarily Unavailable</html>",
                           {"Content-Type": "text/html"}), None
+        if fault is not None and fault.kind == "ack_then_reject" and isinstance(result, dict):
+            with self._lock:
+                order = self.book.orders.get(str(result.get("orderId")))
+                if order is not None and order.cum_qty == 0:
+                    order.status, order.updated = "Rejected", now
         return self._envelope(0, "OK", result, 200), 0
 
     def _envelope(self, code: int, msg: str, result: Any, status: int,
