@@ -148,7 +148,7 @@ def test_kill_nine_then_restart_loses_and_doubles_nothing(tmp_path: Path, state:
         seed_unprotected_long(emu)
         first = daemon(emu, tmp_path, state)
         emu.victim, emu.kill_at, emu.after = first.pid, kill_at, after
-        first.communicate(timeout=120)
+        first_out, first_err = first.communicate(timeout=120)
         killed = first.returncode == -signal.SIGKILL
         emu.victim = None
         second = daemon(emu, tmp_path, state)
@@ -159,7 +159,8 @@ def test_kill_nine_then_restart_loses_and_doubles_nothing(tmp_path: Path, state:
             assert not (tmp_path / "state.sqlite3").exists()
         # The seeded cycle sends 5 order requests (the adopted position's stop, three spot
         # buys, the perp close): fewer means the kill point was never reached.
-        assert killed, f"the daemon was not killed at order request {kill_at}"
+        assert killed, (f"the daemon was not killed at order request {kill_at} (exit "
+                        f"{first.returncode}): {first_err[-1500:] or first_out[-1500:]}")
         # The restart really went through recovery: the killed order was settled by client
         # id (the venue had it) or expired as never sent (it had not), then not resent twice.
         recovery = "reconcile.settled" if after else "reconcile.never_sent"
