@@ -91,10 +91,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"start-up failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if args.once or args.cycles:
-        daemon.run_cycles(1 if args.once else args.cycles)
-    else:
-        daemon.run_forever()
-    return EXIT_OK
+        return daemon.run_cycles(1 if args.once else args.cycles)
+    return daemon.run_forever()
 
 
 def _open_store(settings: Settings, read_only: bool = False):  # type: ignore[no-untyped-def]

@@ -27,10 +27,30 @@ def test_a_sqlite_store_has_one_owner_named_to_the_next(tmp_path: Path) -> None:
         acquire_owner_lock(target)
     assert refused.value.holder.pid == os.getpid()
     assert f"pid {os.getpid()} on " in str(refused.value) and " since " in str(refused.value)
-    assert not (tmp_path / "state.sqlite3").exists(), "taking the lock writes no store"
+    assert (tmp_path / "state.sqlite3").stat().st_size == 0, "taking the lock writes no store"
     assert oct(lock_path_for(tmp_path / "state.sqlite3").stat().st_mode & 0o777) == "0o600"
     lock.release()
     acquire_owner_lock(target).release()  # free again
+
+
+def test_every_path_to_the_database_meets_the_same_lock(tmp_path: Path) -> None:
+    """A symlink, a hard link (or a bind mount) is the same store: the lock is on the file,
+    not on the name it was reached by."""
+    real = tmp_path / "real" / "state.sqlite3"
+    lock = acquire_owner_lock(parse_target(real))
+    try:
+        (tmp_path / "alias").mkdir()
+        linked = tmp_path / "alias" / "linked.sqlite3"
+        linked.symlink_to(real)
+        hard = tmp_path / "alias" / "hard.sqlite3"
+        os.link(real, hard)
+        with pytest.raises(StoreBusy) as refused:
+            acquire_owner_lock(parse_target(linked))
+        assert refused.value.holder.pid == os.getpid()
+        with pytest.raises(StoreBusy):  # refused too (its holder file is elsewhere)
+            acquire_owner_lock(parse_target(hard))
+    finally:
+        lock.release()
 
 
 def test_a_killed_owner_leaves_no_stale_lock(tmp_path: Path) -> None:

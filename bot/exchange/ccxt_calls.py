@@ -23,13 +23,7 @@ from typing import Any, TypeVar
 import ccxt
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_when_event_set,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from bot.exchange.port import ExchangeError, ExchangeUnavailable, OrderRejected
 
@@ -50,6 +44,10 @@ class CaBundleAdapter(HTTPAdapter):
         if kwargs.get("verify") is True:
             kwargs["verify"] = self._ca_bundle
         return super().send(request, *args, **kwargs)
+
+
+class HaltedError(ExchangeUnavailable):
+    """The daemon halted (its shutdown bound passed): the request was not sent."""
 
 
 class CredentialsRejected(ExchangeError):
@@ -143,33 +141,36 @@ class Caller:
     def __init__(self, policy: RetryPolicy, scrub: Scrubber,
                  sleep: Callable[[float], None] | None = None,
                  retry_hint: Callable[[Any], float | None] | None = None,
-                 abort: threading.Event | None = None) -> None:
+                 halted: threading.Event | None = None) -> None:
         self.policy = policy
         self.scrub = scrub
-        self._abort = abort if abort is not None else threading.Event()
-        # Waits end early on shutdown: a daemon asked to stop must not sit out a backoff.
+        self._halted = halted if halted is not None else threading.Event()
         self._sleep = sleep or self._wait
         self._retry_hint = retry_hint
         self._quiet_until = 0.0
         self._lock = threading.Lock()
 
     def _wait(self, seconds: float) -> None:
-        self._abort.wait(seconds)
-
-    @property
-    def aborting(self) -> bool:
-        """The daemon is shutting down: retries stop, lookups are tried once."""
-        return self._abort.is_set()
+        # A halt ends the wait; the next request is then refused by ``gate``.
+        self._halted.wait(seconds)
 
     def pause(self, seconds: float) -> None:
         self._sleep(seconds)
 
     # -- pacing ------------------------------------------------------------------------------
     def gate(self) -> None:
+        """Wait out an account-wide rate-limit pause, then let one request through, unless
+        the daemon has halted: once it has said it stopped, nothing may leave for the venue.
+        (A shutdown request alone does not halt: the order in flight and the stop of a leg
+        that filled still need their full retries.)"""
+        if self._halted.is_set():
+            raise HaltedError("the daemon has stopped: no request leaves for the venue")
         with self._lock:
             remaining = self._quiet_until - time.monotonic()
         if remaining > 0:
             self._sleep(remaining)
+        if self._halted.is_set():
+            raise HaltedError("the daemon has stopped: no request leaves for the venue")
 
     def note_throttle(self, exchange: Any, exc: BaseException, attempt: int) -> None:
         """Read when the limit lifts from the refused response (the venue's own header via
@@ -215,15 +216,14 @@ class Caller:
                 return 0.0  # ``once`` already set the account-wide pause; ``gate`` waits
             return self.policy.delay(state.attempt_number, exc)
 
-        retrying = Retrying(stop=stop_after_attempt(self.policy.read_attempts)
-                            | stop_when_event_set(self._abort), wait=wait,
+        retrying = Retrying(stop=stop_after_attempt(self.policy.read_attempts), wait=wait,
                             retry=retry_if_exception_type(ccxt.OperationFailed), reraise=True,
                             sleep=self._sleep)
         try:
             return retrying(attempt)
         except ccxt.OperationFailed as exc:
-            tries = "shutting down" if self.aborting else f"{self.policy.read_attempts} times"
-            raise ExchangeUnavailable(self.message(f"{what} failed ({tries})", exc)) from exc
+            raise ExchangeUnavailable(self.message(
+                f"{what} failed {self.policy.read_attempts} times", exc)) from exc
         except ccxt.BaseError as exc:
             raise self.translate(what, exc, write=write) from exc
 

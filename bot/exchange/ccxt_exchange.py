@@ -104,7 +104,7 @@ class CcxtExchange:
         markets_ttl_seconds: float = 3600.0,
         session_hook: Callable[[Any], None] | None = None,
         exchange_factory: ExchangeFactory | None = None,
-        stopping: threading.Event | None = None,
+        halted: threading.Event | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -122,7 +122,7 @@ class CcxtExchange:
         secrets = [_plain(api_key), _plain(api_secret), _plain(password)]
         proxy_secrets = url_secrets(https_proxy) if https_proxy else []
         self._caller = Caller(retry or RetryPolicy(), Scrubber([*secrets, *proxy_secrets]),
-                              retry_hint=self.venue.retry_after, abort=stopping)
+                              retry_hint=self.venue.retry_after, halted=halted)
         self.request_timeout_seconds = timeout_ms / 1000
         self._markets_ttl = markets_ttl_seconds
         config: dict[str, Any] = {"enableRateLimit": True, "timeout": int(timeout_ms)}

@@ -124,7 +124,7 @@ class OrderDesk:
         policy = self._ex.caller.policy
         trigger = intent.order_type is OrderType.STOP_MARKET
         found: OrderResult | None = None
-        for attempt in range(1 if self._ex.caller.aborting else policy.lookup_attempts):
+        for attempt in range(policy.lookup_attempts):
             if attempt:
                 self._ex.caller.pause(policy.lookup_delay)
             try:
@@ -207,8 +207,6 @@ class OrderDesk:
         side = intent.side.value
         last: BaseException | None = None
         for attempt in range(1, caller.policy.write_throttle_attempts + 1):
-            if attempt > 1 and caller.aborting:
-                break  # shutting down: a throttled order is not resent
             try:
                 raw = caller.once(exchange, lambda: exchange.create_order(
                     symbol, order_type, side, amount, price, dict(params)), attempt)
@@ -242,7 +240,7 @@ class OrderDesk:
                 patient: bool) -> OrderResult | None:
         """Look the order up after a failed send; a lookup failure is itself unknown."""
         policy = self._ex.caller.policy
-        tries = policy.lookup_attempts if patient and not self._ex.caller.aborting else 1
+        tries = policy.lookup_attempts if patient else 1
         for n in range(tries):
             if n:
                 self._ex.caller.pause(policy.lookup_delay)

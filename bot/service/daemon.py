@@ -50,7 +50,7 @@ from bot.service.replay_driver import PAPER_KEY, ReplayDriver, ReplaySignals
 from bot.service.venue import VenueStartupError, WallClock, build_venue
 from bot.sources.replay import ReplayData, bundled_sample_dir
 from bot.store.engine import parse_target
-from bot.store.owner import OwnerLock, StoreBusy, acquire_owner_lock
+from bot.store.owner import OwnerLock, OwnerLockError, acquire_owner_lock
 from bot.store.repo import StateStore
 
 LOOKBACK_DAYS = 400
@@ -86,6 +86,10 @@ class Daemon:
         self.settings = settings
         self.log = log
         self.stop_event = threading.Event()
+        # Set only once the shutdown bound has passed: from then on the venue adapter
+        # refuses every request, so nothing can follow the line that says we stopped.
+        self.halted = threading.Event()
+        self.unprotected: set[str] = set()
         self.lock = threading.Lock()
         self.cycles_done = 0
         self.failures: dict[str, int] = {"cycle": 0, "risk_watch": 0, "signals": 0}
@@ -139,7 +143,7 @@ class Daemon:
         self._take_ownership()
         try:
             venue = build_venue(self.settings, load_universe(self.settings.universe_file),
-                                LOOKBACK_DAYS, self.log, stopping=self.stop_event)
+                                LOOKBACK_DAYS, self.log, halted=self.halted)
         except VenueStartupError as exc:
             raise StartupError(str(exc)) from exc
         self.universe = venue.universe
@@ -159,7 +163,7 @@ class Daemon:
         second daemon has written nothing and sent nothing."""
         try:
             self.owner = acquire_owner_lock(parse_target(self.settings.state.target()))
-        except StoreBusy as exc:
+        except OwnerLockError as exc:
             raise StartupError(str(exc)) from exc
 
     def _release_owner(self) -> None:
@@ -191,12 +195,17 @@ class Daemon:
         with self.lock:
             if self._stopping() or not self._still_owner():
                 return False
-            as_of = self.driver.advance()
+            try:
+                as_of = self.driver.advance()
+                if as_of is not None:
+                    reconcile(self.exchange, self.store, self.log)
+            except Exception:
+                self._count("cycle", failed=True)  # a step that cannot start is a failed one
+                raise
             if as_of is None:
                 self.log.info("replay.finished", last=self.driver.cursor.isoformat(),
                               cycles=self.cycles_done)
                 return False
-            reconcile(self.exchange, self.store, self.log)
             if self._interrupted():
                 return False
             self._run_risk_watch(as_of)
@@ -207,7 +216,12 @@ class Daemon:
             except Exception:
                 self._count("cycle", failed=True)
                 raise
-            self._count("cycle", failed=outcome.report.conflicts > 0)
+            report = outcome.report
+            self._count("cycle", failed=report.conflicts > 0)
+            if report.halted and report.stops_failed:
+                # A leg filled in flight and its stop could not be confirmed: the daemon
+                # must not report a clean stop (a supervisor should restart it).
+                self.unprotected |= report.touched_perps
             self.driver.persist()
             self.cycles_done += 1
             return True
@@ -251,15 +265,16 @@ class Daemon:
         return self.driver.salt_time() if isinstance(self.driver, WallClock) else as_of
 
     def run_cycles(self, count: int) -> int:
-        """Run ``count`` cycles back to back (``--once``/``--cycles``); stop early on a signal."""
+        """Run ``count`` cycles back to back (``--once``/``--cycles``); stop early on a signal.
+        Returns the exit status (see :meth:`shutdown`)."""
         self._install_signal_handlers()
         try:
             for _ in range(count):
                 if self.stop_event.is_set() or not self.step():
                     break
         finally:
-            self.shutdown()
-        return self.cycles_done
+            code = self.shutdown()
+        return code
 
     # -- scheduled service -----------------------------------------------------------------
     def _intervals(self) -> tuple[float, float, float]:
@@ -270,7 +285,9 @@ class Daemon:
         s = self.settings.scheduler
         return s.cycle_seconds, s.signal_refresh_seconds, s.risk_watch_seconds
 
-    def run_forever(self) -> None:
+    def run_forever(self) -> int:
+        """Run the scheduled jobs until a signal (or the end of replay history); returns the
+        exit status (see :meth:`shutdown`)."""
         cycle_every, signals_every, risk_every = self._intervals()
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -295,7 +312,8 @@ class Daemon:
                 pass
         finally:
             scheduler.shutdown(wait=False)
-            self.shutdown()
+            code = self.shutdown()
+        return code
 
     def _job(self, fn: Callable[[], None], name: str) -> Callable[[], None]:
         def wrapped() -> None:
@@ -343,17 +361,22 @@ class Daemon:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> int:
         """Wait for the job in flight to end, persist, close, and say so (last line).
 
-        The job ends on its own soon after a stop request (no new order; retries cut short):
-        within ``shutdown_timeout_seconds`` plus one request timeout. Past that bound the
-        job is abandoned: ``daemon.stopped clean=false`` and an immediate exit, so nothing
-        it might still do can follow the line that says the daemon stopped.
+        Returns the exit status: 0 for a clean stop; 1 when a perp leg that filled in flight
+        could not be protected (``clean=false``: a supervisor should restart the daemon, whose
+        watchdog then covers it). The job ends on its own soon after a stop request (no new
+        order; the order in flight and its leg's stop keep their retries): within
+        ``shutdown_timeout_seconds`` plus one request timeout. Past that bound the daemon
+        halts: the venue adapter refuses every further request, ``daemon.stopped
+        clean=false`` is logged and the process exits at once with status 1, so nothing the
+        abandoned job might still try can follow the line that says the daemon stopped.
         """
         self.stop_event.set()
         bound = self.settings.scheduler.shutdown_timeout_seconds + self.request_timeout
         if not self.lock.acquire(timeout=bound):
+            self.halted.set()
             self.log.error("daemon.stopped", cycles=self.cycles_done, clean=False,
                            cursor=self.driver.cursor.isoformat(),
                            reason=f"the job in flight did not end within {bound:g}s")
@@ -361,12 +384,20 @@ class Daemon:
             sys.stderr.flush()
             os._exit(1)
         try:
+            self.halted.set()  # the job has ended: nothing may be sent from here on
             self.driver.persist()
             self.store.close()
             if isinstance(self.driver, WallClock):
                 self._venue_exchange.close()
             self._release_owner()
+            if self.unprotected:
+                self.log.error("daemon.stopped", cycles=self.cycles_done, clean=False,
+                               cursor=self.driver.cursor.isoformat(),
+                               reason="a leg filled while stopping and its stop could not be "
+                                      f"confirmed: {sorted(self.unprotected)}")
+                return 1
             self.log.info("daemon.stopped", cycles=self.cycles_done, clean=True,
                           cursor=self.driver.cursor.isoformat())
+            return 0
         finally:
             self.lock.release()

@@ -37,6 +37,9 @@ from bot.store.repo import JournalConflict, StateStore
 MAX_STOP_GENERATIONS = 50
 STOP_DISTANCES_KEY = "risk.stop_distances"
 """kv: the stop distance each token's leg was last planned with (fraction of entry)."""
+#: journal states in which an order may exist on the venue (a resend must look it up first)
+MAYBE_SENT = frozenset({OrderStatus.PENDING.value, OrderStatus.UNKNOWN.value,
+                        OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value})
 #: final states in which a market order can have filled only part of its amount
 #: (PARTIALLY_FILLED is not one: the order is still matching and reconciliation follows it)
 DONE_PARTIAL = frozenset({OrderStatus.EXPIRED, OrderStatus.CANCELED})
@@ -230,12 +233,14 @@ class Executor:
 
         The planner sized the order at a price read earlier in the cycle; if the venue has
         moved past ``max_slippage`` since, the size and the decision behind it are stale, so
-        the leg waits for the next cycle instead of chasing the market. An order already in
-        the journal is exempt: it may have been sent, and only a lookup may settle it.
+        the leg waits for the next cycle instead of chasing the market. An order the journal
+        says may already be on the venue (pending, unknown, open) is exempt: only a lookup
+        may settle it. One that never left (rejected, expired unsent) is checked again.
         """
         if self.max_slippage is None or not slippage_guarded(intent):
             return False
-        if self.store.order_history(intent.client_id):
+        history = self.store.order_history(intent.client_id)
+        if history and history[-1].status in MAYBE_SENT:
             return False
         reference = intent.reference_price
         assert reference is not None  # slippage_guarded checked it

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.domain.models import MarketKind, OrderStatus
 from bot.exchange.port import ExchangePort
-from bot.store.repo import StateStore
+from bot.store.repo import JournalConflict, StateStore
 
 UNSETTLED = (OrderStatus.PENDING, OrderStatus.UNKNOWN, OrderStatus.OPEN,
              OrderStatus.PARTIALLY_FILLED)
@@ -26,6 +26,7 @@ class ReconcileReport:
     settled: list[str] = field(default_factory=list)
     never_sent: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
 
 
 def reconcile(exchange: ExchangePort, store: StateStore, log: Any) -> ReconcileReport:
@@ -36,7 +37,14 @@ def reconcile(exchange: ExchangePort, store: StateStore, log: Any) -> ReconcileR
         known = exchange.fetch_order_by_client_id(row.client_id, row.token, market,
                                                   trigger=row.order_type == "stop_market")
         if known is not None:
-            store.journal_result(known)
+            try:
+                store.journal_result(known)
+            except JournalConflict as exc:
+                # The venue holds another order under this id: never book it as ours.
+                report.conflicts.append(row.client_id)
+                log.error("order.id_conflict", client_id=row.client_id, token=row.token,
+                          reason=str(exc))
+                continue
             report.settled.append(row.client_id)
             log.info("reconcile.settled", client_id=row.client_id, token=row.token,
                      was=row.status, now=known.status.value, filled=str(known.filled))

@@ -66,9 +66,9 @@ class VenueSetup:
 
 
 def build_exchange(settings: Settings, universe: Universe,
-                   stopping: threading.Event | None = None) -> CcxtExchange:
+                   halted: threading.Event | None = None) -> CcxtExchange:
     """The ccxt adapter for ``settings``, trading the universe's spot and perp tokens.
-    ``stopping`` is the daemon's stop request: once set, the adapter's waits end early."""
+    ``halted`` is set by the daemon once it has stopped: the adapter then sends nothing."""
     ex = settings.exchange
 
     def secret(value: Any) -> str | None:
@@ -83,7 +83,7 @@ def build_exchange(settings: Settings, universe: Universe,
         perp_tokens=[t.symbol for t in tokens if t.perp],
         max_leverage=settings.risk.max_leverage, margin_mode=ex.margin_mode,
         https_proxy=secret(ex.https_proxy), trust_env=ex.trust_env, ca_bundle=ex.ca_bundle,
-        retry=RetryPolicy(read_attempts=ex.read_attempts), stopping=stopping)
+        retry=RetryPolicy(read_attempts=ex.read_attempts), halted=halted)
 
 
 def listed_universe(universe: Universe, exchange: CcxtExchange, log: Any) -> Universe:
@@ -121,14 +121,14 @@ def listed_universe(universe: Universe, exchange: CcxtExchange, log: Any) -> Uni
 
 
 def build_venue(settings: Settings, universe: Universe, lookback_days: int,
-                log: Any, stopping: threading.Event | None = None) -> VenueSetup:
+                log: Any, halted: threading.Event | None = None) -> VenueSetup:
     """Adapter, venue-restricted universe, signal source and clock for a non-paper mode.
 
     This is the start-up check, before anything is scheduled or written: markets are
     loaded (an unreachable venue shows now) and the balances read, because market data is
     public and refused keys would otherwise only show in the first cycle's signed request.
     """
-    exchange = build_exchange(settings, universe, stopping)
+    exchange = build_exchange(settings, universe, halted)
     try:
         restricted = listed_universe(universe, exchange, log)
         exchange.fetch_balances()

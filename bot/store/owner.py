@@ -5,9 +5,9 @@ ids, race on the decision sequence and reconcile each other's orders away. The f
 takes the lock before it writes anything; a second one is refused (exit 2) with the holder's
 pid, host and start time, and sends nothing.
 
-* SQLite: ``flock`` on a file next to the database (``<state>.lock``), holding the owner's
-  pid, host and start time as JSON. The kernel drops the lock when the process dies, however
-  it dies, so a crash never leaves a stale lock behind.
+* SQLite: ``flock`` on the database file itself (every path to it meets the same lock);
+  the owner's pid, host and start time go to ``<state>.lock`` as JSON. The kernel drops the
+  lock when the process dies, however it dies, so a crash never leaves a stale lock.
 * PostgreSQL: a session-level advisory lock, keyed on the database and schema, on a
   connection of its own kept open for the daemon's life; the owner is named in that
   connection's ``application_name``. The server drops it when the connection closes.
@@ -31,9 +31,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from bot.store.engine import StoreTarget
+from bot.store.engine import StoreTarget, create_private_file
 
 APPLICATION_PREFIX = "sectorbot-owner"
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+              "keepalives_count": 3}
+"""libpq's client side: the daemon notices a server that went away within about a minute."""
+SERVER_KEEPALIVES = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10",
+                     "tcp_keepalives_count": "3"}
+"""The server side of the lock's session: a daemon host that died (power, network) frees
+the store within about a minute instead of the kernel's default two hours."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,11 @@ class Holder:
         return " ".join(parts)
 
 
-class StoreBusy(Exception):
+class OwnerLockError(Exception):
+    """The owner lock cannot be taken: the daemon must not start (exit 2)."""
+
+
+class StoreBusy(OwnerLockError):
     """Another daemon owns this store: starting a second one would trade the account twice."""
 
     def __init__(self, location: str, holder: Holder) -> None:
@@ -62,6 +73,10 @@ class StoreBusy(Exception):
                          "at its own state (state.path / state.url)")
         self.location = location
         self.holder = holder
+
+
+class PoolerError(OwnerLockError):
+    """The database connection does not keep a session (transaction pooling)."""
 
 
 class OwnerLock(Protocol):
@@ -86,53 +101,70 @@ def acquire_owner_lock(target: StoreTarget) -> OwnerLock:
 
 
 def lock_path_for(database: Path) -> Path:
+    """Where the holder of ``database`` writes who it is (pid, host, since)."""
     return database.with_name(database.name + ".lock")
 
 
 class FileOwnerLock:
-    """``flock`` on ``<database>.lock``; the file keeps the last owner's details."""
+    """``flock`` on the database file itself, so every path to it (a symlink, a hard link,
+    a bind mount) meets the same lock; the holder's details go to ``<database>.lock``.
 
-    def __init__(self, fd: int, path: Path) -> None:
+    SQLite locks the same file with ``fcntl`` record locks, which Linux keeps apart from
+    ``flock``. POSIX drops a process's ``fcntl`` locks when it closes *any* descriptor of the
+    file, so this descriptor stays open until the daemon has closed the store.
+    """
+
+    def __init__(self, fd: int, path: Path, database: Path, created: bool) -> None:
         self._fd: int | None = fd
         self.path = path
+        self._database = database
+        self._created = created
 
     @classmethod
     def acquire(cls, database: Path, location: str) -> FileOwnerLock:
-        path = lock_path_for(database)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        created = not database.exists()
+        create_private_file(database)  # an empty file: SQLite builds the schema in it later
+        info = lock_path_for(database.resolve())  # one holder file behind every symlink
+        fd = os.open(database, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd)
             os.close(fd)
-            raise StoreBusy(location, holder) from None
+            raise StoreBusy(location, _read_holder(info)) from None
         except BaseException:
             os.close(fd)
             raise
         me = _me()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": me.pid, "host": me.host, "since": me.since}).encode(),
-                  0)
-        os.fsync(fd)
-        return cls(fd, path)
+        info_fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(info_fd, json.dumps({"pid": me.pid, "host": me.host,
+                                          "since": me.since}).encode())
+            os.fsync(info_fd)
+        finally:
+            os.close(info_fd)
+        return cls(fd, info, database, created)
 
     def still_held(self) -> bool:
         return self._fd is not None
 
     def release(self) -> None:
+        """Unlock; a database file this lock created and nothing ever wrote (a start refused
+        before the store was opened) is removed, so a refused start leaves no trace."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
         try:
+            if self._created and os.fstat(fd).st_size == 0:
+                self._database.unlink(missing_ok=True)
+                self.path.unlink(missing_ok=True)
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
 
-def _read_holder(fd: int) -> Holder:
+def _read_holder(info: Path) -> Holder:
     try:
-        data = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        data = json.loads(info.read_text() or "{}")
     except (OSError, ValueError):
         return Holder()
     if not isinstance(data, dict):
@@ -153,9 +185,15 @@ class PostgresOwnerLock:
 
     @classmethod
     def acquire(cls, target: StoreTarget) -> PostgresOwnerLock:
-        engine = create_engine(target.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        # Keepalives on both ends: a daemon whose host died must not hold the store for the
+        # kernel's default two hours, and the daemon must notice a dead server soon.
+        engine = create_engine(target.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                               connect_args=KEEPALIVES)
         conn = engine.connect()
         try:
+            for setting, value in SERVER_KEEPALIVES.items():
+                conn.execute(text("SELECT set_config(:name, :value, false)"),
+                             {"name": setting, "value": value})
             database, schema = conn.execute(
                 text("SELECT current_database(), current_schema()")).one()
             key = _advisory_key(str(database), str(schema))
@@ -170,7 +208,15 @@ class PostgresOwnerLock:
             if not conn.closed:
                 conn.close()
             raise
-        return cls(conn, key)
+        lock = cls(conn, key)
+        if not lock.still_held():
+            # A transaction-pooling proxy (PgBouncer) ran the statements on different
+            # server sessions: a session lock means nothing there.
+            lock.release()
+            raise PoolerError(f"state store {target.location}: the owner lock did not stay "
+                              "with its session; connect directly or through session "
+                              "pooling")
+        return lock
 
     def still_held(self) -> bool:
         if self._conn is None:

@@ -347,16 +347,26 @@ class StateStore:
 
     def consecutive_stop_failures(self, token: str, window: int = 20) -> int:
         """How many of ``token``'s newest stop placements in a row failed (refused by the
-        venue, or never confirmed); any stop that was live or fired ends the run."""
+        venue, or never confirmed) since the position was last traded; any stop that was
+        live or fired ends the run. Refusals of an earlier position do not count against
+        a new one."""
         failed = (OrderStatus.REJECTED.value, OrderStatus.UNKNOWN.value)
         with self.session() as s:
-            statuses = s.scalars(
-                select(OrderRow.status).where(OrderRow.token == token,
-                                              OrderRow.market == "perp",
-                                              OrderRow.order_type == "stop_market",
-                                              OrderRow.status != OrderStatus.EXPIRED.value)
-                .order_by(OrderRow.created_at.desc(), OrderRow.client_id.desc())
-                .limit(window)).all()
+            # ``filled`` is decimal text: compared in Python, not by the database.
+            trades = s.execute(
+                select(OrderRow.created_at, OrderRow.filled).where(
+                    OrderRow.token == token, OrderRow.market == "perp",
+                    OrderRow.order_type != "stop_market")).all()
+            entered = max((at for at, filled in trades if filled > 0), default=None)
+            q = (select(OrderRow.status)
+                 .where(OrderRow.token == token, OrderRow.market == "perp",
+                        OrderRow.order_type == "stop_market",
+                        OrderRow.status != OrderStatus.EXPIRED.value)
+                 .order_by(OrderRow.created_at.desc(), OrderRow.client_id.desc())
+                 .limit(window))
+            if entered is not None:
+                q = q.where(OrderRow.created_at > entered)
+            statuses = s.scalars(q).all()
         count = 0
         for status in statuses:
             if status not in failed:
