@@ -38,7 +38,8 @@ from bot.domain.risk_limits import RiskLimits
 from bot.exchange.ccxt_exchange import CcxtExchange, RetryPolicy
 from bot.service.cycle import CycleOutcome, TradingCycle, read_portfolio
 from bot.service.reconcile import reconcile
-from bot.store.repo import JournalConflict, StateStore
+from bot.store.journal import JournalConflict
+from bot.store.repo import StateStore
 from tests.engine_fixtures import DAY0, PLAYBOOK_START, UNIVERSE, Market, playbook_market
 from tests.exchange_emulator import BinanceEmulator, route_to
 from tests.exchange_emulator.book import Instrument

@@ -32,7 +32,8 @@ from bot.domain.models import (
 from bot.domain.planner import Plan
 from bot.domain.risk import price_deviation, slippage_guarded, stop_price_for
 from bot.exchange.port import ExchangeError, ExchangePort, OrderRejected, OutcomeUnknown
-from bot.store.repo import JournalConflict, StateStore
+from bot.store.journal import JournalConflict
+from bot.store.repo import StateStore
 
 MAX_STOP_GENERATIONS = 50
 STOP_DISTANCES_KEY = "risk.stop_distances"

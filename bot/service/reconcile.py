@@ -14,7 +14,8 @@ from typing import Any
 
 from bot.domain.models import MarketKind, OrderStatus
 from bot.exchange.port import ExchangePort
-from bot.store.repo import JournalConflict, StateStore
+from bot.store.journal import JournalConflict
+from bot.store.repo import StateStore
 
 UNSETTLED = (OrderStatus.PENDING, OrderStatus.UNKNOWN, OrderStatus.OPEN,
              OrderStatus.PARTIALLY_FILLED)

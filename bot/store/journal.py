@@ -1,0 +1,262 @@
+"""The order journal and the plans its client ids come from: the write-ahead half of the store.
+
+Every order is written here before it is sent and updated with every answer the venue gives.
+The rules that keep an order from being doubled, lost or mistaken for another live here:
+an id names one order (:class:`JournalConflict` otherwise), a fill is booked once and at the
+price and fee of its own part, and a stale answer never takes a fill back.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.domain.models import OrderIntent, OrderResult, OrderStatus
+from bot.store.schema import FillRow, OrderEventRow, OrderRow, PlanRow
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JournalConflict(RuntimeError):
+    """A client id already names a different order in the journal (or on the venue).
+
+    Binding one id to two orders is how fills get booked against the wrong order and a
+    wanted order is taken for done, so the store refuses loudly instead of overwriting.
+    """
+
+
+def _intent_terms(token: str, market: str, side: str, order_type: str, amount: Decimal,
+                  reduce_only: bool, trigger_price: Decimal | None,
+                  price: Decimal | None) -> tuple[object, ...]:
+    def norm(value: Decimal | None) -> str | None:
+        return None if value is None else format(Decimal(value).normalize(), "f")
+
+    return (token, market, side, order_type, norm(amount), bool(reduce_only),
+            norm(trigger_price), norm(price))
+
+
+def _describe(terms: tuple[object, ...]) -> str:
+    token, market, side, order_type, amount, reduce_only, trigger, price = terms
+    extra = "".join([" reduce-only" if reduce_only else "",
+                     f" trigger {trigger}" if trigger is not None else "",
+                     f" @ {price}" if price is not None else ""])
+    return f"{side} {amount} {token} {market} {order_type}{extra}"
+
+
+class OrderJournal:
+    """Journal and plan methods of :class:`bot.store.repo.StateStore` (which provides
+    ``session``: one committed transaction per call)."""
+
+    def session(self) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    # -- plans -----------------------------------------------------------------------------
+    def begin_plan(self, decision_id: str) -> str:
+        """The id of the plan about to be executed for ``decision_id``.
+
+        The decision's newest plan if it is still open (the run that made it was cut short:
+        a re-run must recognise the orders it may already have sent), else a new random id:
+        random, so ids stay unique across a store that was deleted and started over on the
+        same account, where a venue that remembers every id would answer with an old order.
+        """
+        with self.session() as s:
+            open_plan = s.scalars(select(PlanRow).where(PlanRow.decision_id == decision_id)
+                                  .order_by(PlanRow.created_at.desc()).limit(1)).first()
+            if open_plan is not None and open_plan.completed_at is None:
+                return open_plan.plan_id
+            plan_id = f"p{secrets.token_hex(8)}"
+            s.add(PlanRow(plan_id=plan_id, decision_id=decision_id, created_at=_utcnow()))
+            return plan_id
+
+    def complete_plan(self, plan_id: str) -> None:
+        """Every order of the plan went through the executor: a re-run plans anew."""
+        with self.session() as s:
+            row = s.get(PlanRow, plan_id)
+            if row is not None and row.completed_at is None:
+                row.completed_at = _utcnow()
+
+    def plans(self, decision_id: str | None = None) -> list[PlanRow]:
+        with self.session() as s:
+            q = select(PlanRow).order_by(PlanRow.created_at, PlanRow.plan_id)
+            if decision_id is not None:
+                q = q.where(PlanRow.decision_id == decision_id)
+            return list(s.scalars(q))
+
+    # -- order journal ---------------------------------------------------------------------
+    def journal_intent(self, intent: OrderIntent, decision_id: str | None,
+                       plan_id: str | None = None) -> bool:
+        """Record an order before sending it. False if this client id was already journalled
+        for this very order; :class:`JournalConflict` if it names a different one."""
+        now = _utcnow()
+        wanted = _intent_terms(intent.token, intent.market.value, intent.side.value,
+                               intent.order_type.value, intent.amount, intent.reduce_only,
+                               intent.trigger_price, intent.price)
+        with self.session() as s:
+            row = s.get(OrderRow, intent.client_id)
+            if row is not None:
+                held = _intent_terms(row.token, row.market, row.side, row.order_type,
+                                     row.amount, row.reduce_only, row.trigger_price, row.price)
+                if held != wanted:
+                    raise JournalConflict(
+                        f"client id {intent.client_id} is journalled as {_describe(held)}; "
+                        f"refusing to bind it to {_describe(wanted)}")
+                return False
+            s.add(OrderRow(
+                client_id=intent.client_id, decision_id=decision_id, plan_id=plan_id,
+                token=intent.token,
+                market=intent.market.value, side=intent.side.value,
+                order_type=intent.order_type.value, amount=intent.amount, price=intent.price,
+                trigger_price=intent.trigger_price, reduce_only=intent.reduce_only,
+                leverage=intent.leverage, status=OrderStatus.PENDING.value,
+                filled=Decimal(0), fee=Decimal(0), reason=intent.reason, created_at=now,
+                updated_at=now,
+            ))
+            s.flush()  # the event row references the order row
+            s.add(OrderEventRow(client_id=intent.client_id, status=OrderStatus.PENDING.value,
+                                at=now, detail=intent.reason or None))
+            return True
+
+    def journal_result(self, result: OrderResult, trigger_id: str | None = None) -> None:
+        """Record the venue's answer, and a fill row for any newly filled amount.
+
+        ``trigger_id`` is the venue's id for a conditional (algo) order, kept alongside the
+        order id it may later get. A status-history event is written only when the status or
+        filled amount changed, so polling the same answer does not flood the history.
+
+        Fees are cumulative on the venue's order; each fill row gets the part of the fee
+        that is new since the last answer, and an answer that carries no fee (an order
+        recovered by lookup) never erases one already known. An answer whose side or kind
+        differs from the journalled order is another order under our id:
+        :class:`JournalConflict`, and nothing is written.
+        """
+        now = _utcnow()
+        with self.session() as s:
+            row = s.get(OrderRow, result.client_id)
+            if row is None:
+                return
+            if (result.side.value != row.side or result.market.value != row.market
+                    or result.token != row.token
+                    or (result.order_type.value == "stop_market")
+                    != (row.order_type == "stop_market")):
+                raise JournalConflict(
+                    f"client id {result.client_id} is journalled as {row.side} {row.amount} "
+                    f"{row.token} {row.market} {row.order_type}; the venue answered with "
+                    f"{result.side.value} {result.amount} {result.token} "
+                    f"{result.market.value} {result.order_type.value}: not recorded")
+            # A stale read (an older snapshot of the order) never takes a fill back: the
+            # next fresher answer would then book the same part a second time.
+            filled = max(result.filled, row.filled)
+            newly_filled = filled - row.filled
+            part_price = _part_price(result, row.filled, row.average_price) \
+                or result.average_price
+            fee = result.fee if result.fee > row.fee else row.fee
+            new_fee = fee - row.fee
+            if result.status.value != row.status or newly_filled != 0:
+                s.add(OrderEventRow(
+                    client_id=row.client_id, status=result.status.value, at=now,
+                    detail=f"exchange_id={result.exchange_id} filled={result.filled} "
+                           f"average_price={result.average_price} fee={result.fee}"))
+            if trigger_id is not None:
+                row.trigger_id = trigger_id
+            row.status = result.status.value
+            row.exchange_id = result.exchange_id
+            row.filled = filled
+            if result.filled >= row.filled or row.average_price is None:
+                row.average_price = result.average_price
+            row.fee = fee
+            row.updated_at = now
+            if newly_filled > 0 and part_price is not None:
+                s.add(FillRow(client_id=result.client_id, token=result.token,
+                              market=result.market.value, side=result.side.value,
+                              amount=newly_filled,
+                              price=part_price,
+                              fee=new_fee, ts=result.timestamp or _utcnow()))
+            elif new_fee > 0:
+                # The fee arrived after its fill (read from the venue's trades later on).
+                last = s.scalars(select(FillRow).where(FillRow.client_id == result.client_id)
+                                 .order_by(FillRow.id.desc()).limit(1)).first()
+                if last is not None:
+                    last.fee += new_fee
+
+    def journal_failure(self, client_id: str, status: OrderStatus, error: str) -> None:
+        """Record a failed send or check; repeated identical failures add one event, not many."""
+        now = _utcnow()
+        with self.session() as s:
+            row = s.get(OrderRow, client_id)
+            if row is not None:
+                error = error[:2000]
+                if row.status != status.value or row.error != error:
+                    s.add(OrderEventRow(client_id=client_id, status=status.value, at=now,
+                                        detail=error))
+                row.status = status.value
+                row.error = error
+                row.updated_at = now
+
+    def order_history(self, client_id: str) -> list[OrderEventRow]:
+        """Every status the order went through, oldest first (empty for an unknown id)."""
+        with self.session() as s:
+            return list(s.scalars(select(OrderEventRow)
+                                  .where(OrderEventRow.client_id == client_id)
+                                  .order_by(OrderEventRow.id)))
+
+    def consecutive_stop_failures(self, token: str, window: int = 20) -> int:
+        """How many of ``token``'s newest stop placements in a row failed (refused by the
+        venue, or never confirmed) since the position was last traded; any stop that was
+        live or fired ends the run. Refusals of an earlier position do not count against
+        a new one."""
+        failed = (OrderStatus.REJECTED.value, OrderStatus.UNKNOWN.value)
+        with self.session() as s:
+            # ``filled`` is decimal text: compared in Python, not by the database.
+            trades = s.execute(
+                select(OrderRow.created_at, OrderRow.filled).where(
+                    OrderRow.token == token, OrderRow.market == "perp",
+                    OrderRow.order_type != "stop_market")).all()
+            entered = max((at for at, filled in trades if filled > 0), default=None)
+            q = (select(OrderRow.status)
+                 .where(OrderRow.token == token, OrderRow.market == "perp",
+                        OrderRow.order_type == "stop_market",
+                        OrderRow.status != OrderStatus.EXPIRED.value)
+                 .order_by(OrderRow.created_at.desc(), OrderRow.client_id.desc())
+                 .limit(window))
+            if entered is not None:
+                q = q.where(OrderRow.created_at > entered)
+            statuses = s.scalars(q).all()
+        count = 0
+        for status in statuses:
+            if status not in failed:
+                break
+            count += 1
+        return count
+
+    def orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRow]:
+        with self.session() as s:
+            q = select(OrderRow).order_by(OrderRow.created_at, OrderRow.client_id)
+            if statuses is not None:
+                q = q.where(OrderRow.status.in_([st.value for st in statuses]))
+            return list(s.scalars(q))
+
+    def fills(self) -> list[FillRow]:
+        with self.session() as s:
+            return list(s.scalars(select(FillRow).order_by(FillRow.id)))
+
+
+def _part_price(result: OrderResult, filled_before: Decimal,
+                average_before: Decimal | None) -> Decimal | None:
+    """The price of the part filled since the last answer: venues report the average over
+    the whole order, and a second part booked at that average would misstate both parts."""
+    average = result.average_price
+    if average is None or filled_before <= 0 or average_before is None:
+        return average
+    part = result.filled - filled_before
+    if part <= 0:
+        return average
+    price = (average * result.filled - average_before * filled_before) / part
+    return price if price > 0 else average
