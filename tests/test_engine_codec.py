@@ -52,7 +52,7 @@ def test_serialisation_is_canonical_json() -> None:
     data = json.loads(text)
     assert list(data) == ["decision_id", "as_of", "regime", "action", "confidence",
                           "cash_reserve", "spot_weights", "bucket_weights", "overlay",
-                          "rotation", "scores", "reasons"]
+                          "rotation", "scores", "reasons", "frozen"]
     assert list(data["spot_weights"]) == sorted(data["spot_weights"])
     for score in data["scores"]:
         assert list(score["components"]) == sorted(score["components"])

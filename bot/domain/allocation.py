@@ -1,35 +1,42 @@
 """Spot targets: which sectors and tokens, how much per bucket, and how fast to get there.
 
+One base: every weight here is a share of total equity. The book is each spot holding's
+value over equity; what is not in a token is the cash line (USDT, margin posted for the
+overlay included), ``1 - sum(weights)``. A book that is 95 % cash and 5 % BTC is exactly
+that, never "100 % BTC".
+
 Bucket rule (the precise statement the property tests check)
 -----------------------------------------------------------
-Weights are shares of the spot book. ``transition`` is the weight of the sector a rotation
-is leaving: while its exit is unconfirmed it keeps ``leaving_keep_fraction`` (50 %) of its
-weight at the rotation's start, once confirmed ``exit_residual_fraction`` (10 %) of it, the
-playbook's 5-10 % "lottery ticket", kept until the next rotation. Never more than it still
-holds in spot-tradable tokens, and never buying it back. It is tracked inside the
-rotational bucket, but the rotational ceiling applies to steady-state holdings only: the
-playbook's own example goes through core 55 / L1 15 / L2 20 / RWA 10, i.e. 35 % rotational.
+``invest = 1 - cash_reserve`` is the part of equity the buckets divide (the reserve is the
+overlay's margin). ``transition`` is the weight of the sector a rotation is leaving: while
+its exit is unconfirmed it keeps ``leaving_keep_fraction`` (50 %) of its weight at the
+rotation's start, once confirmed ``exit_residual_fraction`` (10 %) of it, the playbook's
+5-10 % "lottery ticket", kept until the next rotation. Never more than it still holds in
+spot-tradable tokens, and never buying it back. It is tracked inside the rotational bucket,
+but the rotational ceiling applies to steady-state holdings only: the playbook's own example
+goes through core 55 / L1 15 / L2 20 / RWA 10, i.e. 35 % rotational.
 
 1. The *strategic target*, whenever core, rotational and speculative each have something
-   eligible, satisfies::
+   eligible, satisfies (``free = invest - frozen``, the frozen tokens' current weight)::
 
-       0 <= transition <= 1 - (core_min + rotational_min + speculative_min)
-       core_min        <= core                    <= core_max
-       speculative_min <= speculative             <= speculative_max
-       rotational_min  <= rotational - transition <= rotational_max
+       0 <= transition <= free * (1 - (core_min + rotational_min + speculative_min))
+       core_min        * free <= core                    <= core_max        * free
+       speculative_min * free <= speculative             <= speculative_max * free
+       rotational_min  * free <= rotational - transition <= rotational_max  * free
 
    To make room for a transition the other buckets give way, speculative first, then core,
    never below their minimums. A bucket with nothing eligible hands its share to the core
    (or to the next bucket that has something), which may then exceed its maximum.
 
-2. The *emitted weights* are ``current + a * (target - current)``, ``0 < a <= 1``, with
-   ``a`` chosen so at most ``max_shift_per_rebalance`` of the book changes hands. The
-   bounds below are linear, so a current book that satisfies them still does after the
-   step (and one that violates them does so by at most ``1 - a`` times as much)::
+2. *Frozen* tokens (held, but no fresh price) keep their current weight: neither bought nor
+   sold. A frozen core token keeps its place in the core: the others get their usual share
+   of it, never the whole core.
 
-       core_min        <= core                                 <= core_max
-       speculative_min <= speculative                          <= speculative_max
-       rotational_min  <= rotational,   rotational - transition <= rotational_max
+3. The *emitted weights* are ``current + a * (target - current)`` (frozen tokens excepted),
+   ``0 < a <= 1``, with ``a`` chosen so that at most ``max_shift_per_rebalance`` of equity
+   is *sold* per decision. Deploying idle cash sells nothing, so it is not slowed: an empty
+   or partly invested book goes to its target at once. The bounds above are linear, so a
+   book that satisfies them still does after the step.
 """
 
 from __future__ import annotations
@@ -61,12 +68,13 @@ def token_places(universe: Universe) -> dict[str, TokenPlace]:
 
 
 def current_book(portfolio: Portfolio) -> dict[str, float]:
-    """The spot holdings as shares of the spot book (what targets are compared with)."""
-    values = {t: float(portfolio.spot_value(t)) for t in sorted(portfolio.spot)
+    """Each priced spot holding as a share of total equity; cash is ``1 - sum`` of them."""
+    equity = portfolio.equity()
+    if equity <= 0:
+        return {}
+    values = {t: portfolio.spot_value(t) for t in sorted(portfolio.spot)
               if t != QUOTE and portfolio.spot[t] > 0}
-    values = {t: v for t, v in values.items() if v > 0}
-    total = sum(values.values())
-    return {t: v / total for t, v in values.items()} if total > 0 else {}
+    return {t: float(v / equity) for t, v in values.items() if v > 0}
 
 
 def sector_weights(book: Mapping[str, float], universe: Universe) -> dict[str, float]:
@@ -229,10 +237,21 @@ def bucket_sizes(regime: Regime, transition: float, available: Mapping[Bucket, b
 
 def strategic_target(universe: Universe, report: SignalReport, regime: Regime,
                      book: Mapping[str, float], state: RotationState | None, phase: Phase,
-                     params: StrategyParams) -> Target:
-    """Where the spot book should end up under the current signals and rotation state."""
+                     params: StrategyParams, invest: float = 1.0,
+                     frozen: frozenset[str] = frozenset()) -> Target:
+    """Where the spot book should end up, as shares of equity summing to ``invest`` (the
+    rest is cash), under the current signals and rotation state.
+
+    ``book`` is the current book (shares of equity). ``frozen`` tokens keep their current
+    weight; the buckets divide what is left of ``invest``.
+    """
     weights = sector_weights(book, universe)
     reasons: list[str] = []
+    kept = {t: book.get(t, 0.0) for t in sorted(frozen) if book.get(t, 0.0) > 0}
+    free = max(0.0, invest - sum(kept.values()))
+    if kept:
+        reasons.append("frozen (no fresh price, neither bought nor sold): "
+                       + ", ".join(f"{t} {w:.1%}" for t, w in kept.items()))
     rot_names, why = choose_rotational(universe, report, weights, state, phase, params)
     reasons += why
     spec_names, why = choose_speculative(universe, report, weights, params)
@@ -247,73 +266,79 @@ def strategic_target(universe: Universe, report: SignalReport, regime: Regime,
             reasons.append(f"{name}: no eligible spot token")
     rot_names = [n for n in rot_names if n in chosen]
     spec_names = [n for n in spec_names if n in chosen]
-    core_tokens = [t.symbol for t in universe.core if t.spot and report.is_ready(t.symbol)]
+    # A core token whose price is stale keeps its seat: the others get their usual share
+    # of the core, never all of it.
+    core_seats = [t.symbol for t in universe.core
+                  if t.spot and (report.is_ready(t.symbol) or t.symbol in kept)]
+    core_tokens = [t for t in core_seats if t not in kept]
 
     transition_sector, transition = None, 0.0
     if state is not None and phase is not Phase.NONE:
         keep = (params.leaving_keep_fraction if phase is Phase.ACTIVE
                 else params.exit_residual_fraction)
         held_spot = sum(book.get(t.symbol, 0.0)
-                        for t in universe.sector(state.from_sector).tokens if t.spot)
+                        for t in universe.sector(state.from_sector).tokens
+                        if t.spot and t.symbol not in kept)
         transition = min(keep * state.from_weight_at_start, held_spot,
-                         max(0.0, 1.0 - params.bucket_minimum_total))
+                         max(0.0, free * (1.0 - params.bucket_minimum_total)))
         if transition > 1e-12:
             transition_sector = state.from_sector
             label = "transition" if phase is Phase.ACTIVE else "residual"
-            reasons.append(f"{state.from_sector} {label} {transition:.1%} "
+            reasons.append(f"{state.from_sector} {label} {transition:.1%} of equity "
                            f"({keep:.0%} of {state.from_weight_at_start:.1%} at start)")
         else:
             transition = 0.0
 
-    available = {Bucket.CORE: bool(core_tokens), Bucket.ROTATIONAL: bool(rot_names),
+    available = {Bucket.CORE: bool(core_seats), Bucket.ROTATIONAL: bool(rot_names),
                  Bucket.SPECULATIVE: bool(spec_names)}
-    if not any(available.values()):
-        if transition_sector is None:
-            return Target({}, {b: 0.0 for b in Bucket}, (), (), {}, None, 0.0, tuple(reasons))
-        transition = 1.0
-    sizes = bucket_sizes(regime, transition, available, params)
+    if free <= 1e-12 or not any(available.values()):
+        if transition_sector is None or free <= 1e-12:
+            weights_out = dict(kept)
+            return Target(weights_out, bucket_totals(weights_out, universe), (), (), {}, None,
+                          0.0, tuple(reasons))
+        transition = free
+    sizes = bucket_sizes(regime, transition / free, available, params)
 
     target: dict[str, float] = {}
 
-    def spread(tokens: list[str] | tuple[str, ...], amount: float) -> None:
+    def spread(tokens: list[str] | tuple[str, ...], amount: float, seats: int) -> None:
         for token in tokens:
-            target[token] = target.get(token, 0.0) + amount / len(tokens)
+            target[token] = target.get(token, 0.0) + amount / seats
 
-    if core_tokens:
-        spread(core_tokens, sizes[Bucket.CORE])
+    if core_seats:
+        spread(core_tokens, free * sizes[Bucket.CORE], len(core_seats))
     for names, bucket in ((rot_names, Bucket.ROTATIONAL), (spec_names, Bucket.SPECULATIVE)):
         for name in names:
-            spread(chosen[name], sizes[bucket] / len(names))
+            spread(chosen[name], free * sizes[bucket] / len(names), len(chosen[name]))
     if transition_sector is not None:
         leaving = {t.symbol: book.get(t.symbol, 0.0)
-                   for t in universe.sector(transition_sector).tokens if t.spot}
+                   for t in universe.sector(transition_sector).tokens
+                   if t.spot and t.symbol not in kept}
         held_total = sum(leaving.values())
         for token, weight in sorted(leaving.items()):
             if weight > 0:
                 target[token] = target.get(token, 0.0) + transition * weight / held_total
     target = {t: w for t, w in sorted(target.items()) if w > 1e-12}
-    total = sum(target.values())
-    target = {t: w / total for t, w in target.items()}
-    buckets = bucket_totals(target, universe)
-    return Target(target, buckets, tuple(rot_names), tuple(spec_names), chosen,
-                  transition_sector, transition, tuple(reasons))
+    target.update(kept)
+    target = dict(sorted(target.items()))
+    return Target(target, bucket_totals(target, universe), tuple(rot_names),
+                  tuple(spec_names), chosen, transition_sector, transition, tuple(reasons))
 
 
-def slow_move(current: Mapping[str, float], target: Mapping[str, float],
-              max_shift: float) -> tuple[dict[str, float], float, float]:
-    """Step from the current book towards the target, moving at most ``max_shift`` of it.
+def slow_move(current: Mapping[str, float], target: Mapping[str, float], max_shift: float,
+              frozen: frozenset[str] = frozenset()) -> tuple[dict[str, float], float, float]:
+    """Step from the current book towards the target, selling at most ``max_shift`` of
+    equity (all weights are shares of equity; cash is what they leave).
 
-    Returns the stepped weights, the step fraction ``a`` and the full shift (one-way
-    turnover). An empty book (all cash) goes straight to the target: deploying idle cash is
-    not a rotation.
+    Returns the stepped weights, the step fraction ``a`` and the full sell-side shift (the
+    one-way turnover the target asks for). Only sales are rate-limited: buying with idle
+    cash is not a rotation, so an empty or partly invested book reaches its target at once.
+    Frozen tokens keep their current weight.
     """
-    if not current:
-        return dict(target), 1.0, 0.0
-    tokens = sorted(set(current) | set(target))
-    shift = sum(max(0.0, target.get(t, 0.0) - current.get(t, 0.0)) for t in tokens)
-    step = 1.0 if shift <= max_shift else max_shift / shift
+    tokens = sorted((set(current) | set(target)) - frozen)
+    sells = sum(max(0.0, current.get(t, 0.0) - target.get(t, 0.0)) for t in tokens)
+    step = 1.0 if sells <= max_shift else max_shift / sells
     moved = {t: current.get(t, 0.0) + step * (target.get(t, 0.0) - current.get(t, 0.0))
              for t in tokens}
-    moved = {t: w for t, w in moved.items() if w > 1e-12}
-    total = sum(moved.values())
-    return {t: w / total for t, w in moved.items()}, step, shift
+    moved.update({t: current[t] for t in frozen if current.get(t, 0.0) > 0})
+    return {t: w for t, w in sorted(moved.items()) if w > 1e-12}, step, sells

@@ -131,6 +131,7 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
                      else rotation_state_to_dict(decision.rotation)),
         "scores": [score_to_dict(s) for s in decision.scores],
         "reasons": list(decision.reasons),
+        "frozen": sorted(decision.frozen),
     }
 
 
@@ -150,6 +151,7 @@ def decision_from_dict(data: Mapping[str, Any]) -> Decision:
         rotation=None if rotation is None else rotation_state_from_dict(rotation),
         reasons=tuple(str(r) for r in data["reasons"]),
         confidence=float(data["confidence"]),
+        frozen=tuple(str(t) for t in data.get("frozen", ())),
     )
 
 
@@ -165,12 +167,13 @@ def decision_to_json(decision: Decision) -> str:
 def decision_fingerprint(decision: Decision) -> str:
     """The decision id: sha256 over what the decision asks for, first 16 hex characters.
 
-    Covers ``as_of``, the action, the spot targets, the cash reserve and the overlay, so the
+    Covers ``as_of``, the action, the spot targets, the cash reserve, the overlay and the
+    frozen tokens, so the
     same inputs give the same id (and the same client order ids after a restart), while any
     change in what would be traded gives a new one. Reasons and scores are not included:
     rewording an explanation must not re-key orders.
     """
     full = decision_to_dict(decision)
     payload = {key: full[key] for key in
-               ("as_of", "action", "spot_weights", "cash_reserve", "overlay")}
+               ("as_of", "action", "spot_weights", "cash_reserve", "overlay", "frozen")}
     return hashlib.sha256(to_json(payload).encode("ascii")).hexdigest()[:16]

@@ -97,15 +97,12 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
         return hold("hold: prices stale; book and positions kept as they are, rotation not "
                     "advanced", prior)
 
+    symbols = {t.symbol for t in universe.all_tokens()}
+    frozen = frozenset(t for t in book
+                       if t in symbols and view.price_stale(t, params.max_price_age_days))
     outcome = advance_rotation(prior, report, universe, sector_weights(book, universe),
                                snapshot.as_of, params)
     reasons += outcome.reasons
-    target = strategic_target(universe, report, regime, book, outcome.state, outcome.phase,
-                              params)
-    reasons += target.reasons
-    if not target.weights:
-        return hold("hold: no eligible token to allocate to", outcome.state)
-
     legs: tuple[OverlayLeg, ...] = ()
     if outcome.phase is Phase.ACTIVE and outcome.state is not None:
         legs, why = plan_overlay(outcome.state, universe, report, regime, portfolio, params)
@@ -113,9 +110,15 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
     elif any(p.amount != 0 for p in portfolio.perps.values()):
         reasons.append("overlay: close all legs (no rotation under way)")
     reserve = cash_reserve_for(legs, params)
+    target = strategic_target(universe, report, regime, book, outcome.state, outcome.phase,
+                              params, invest=max(0.0, 1.0 - reserve), frozen=frozen)
+    reasons += target.reasons
+    if not target.weights:
+        return hold("hold: no eligible token to allocate to", outcome.state)
 
     deviation, worst = largest_deviation(book, target.weights, universe)
-    cash_gap = abs(cash_share - reserve)
+    cash_target = max(0.0, 1.0 - sum(target.weights.values()))
+    cash_gap = abs(cash_share - cash_target)
     overlay_ok = overlay_matches(legs, portfolio, params)
     if (not outcome.started and deviation <= params.drift_band
             and cash_gap <= params.drift_band and overlay_ok):
@@ -123,24 +126,26 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
                        f"(largest {deviation:.2%})")
         decision = _finish(snapshot, regime, HOLD, book, universe,
                            max(0.0, cash_share), legs, report.scores,
-                           outcome.state, reasons)
+                           outcome.state, reasons, frozen)
         return Evaluation(decision, book, target, report, 0.0)
 
-    weights, step, shift = slow_move(book, target.weights, params.max_shift_per_rebalance)
+    weights, step, shift = slow_move(book, target.weights, params.max_shift_per_rebalance,
+                                     frozen)
     if step < 1.0:
-        reasons.append(f"slow move: target shifts {shift:.1%} of the book > "
+        reasons.append(f"slow move: the target sells {shift:.1%} of equity > "
                        f"{params.max_shift_per_rebalance:.0%} cap; moving {step:.0%} of the way")
     action = ROTATE if outcome.started else REBALANCE
     if action == REBALANCE:
         if deviation > params.drift_band:
-            reasons.append(f"rebalance: {worst} off target by {deviation:.2%} "
+            reasons.append(f"rebalance: {worst} off target by {deviation:.2%} of equity "
                            f"(> drift band {params.drift_band:.0%})")
         elif cash_gap > params.drift_band:
-            reasons.append(f"rebalance: cash {cash_share:.2%} vs reserve {reserve:.2%}")
+            reasons.append(f"rebalance: cash {cash_share:.2%} of equity vs target "
+                           f"{cash_target:.2%}")
         else:
             reasons.append("rebalance: overlay differs from the held perps")
     decision = _finish(snapshot, regime, action, weights, universe, reserve, legs,
-                       report.scores, outcome.state, reasons)
+                       report.scores, outcome.state, reasons, frozen)
     return Evaluation(decision, book, target, report, step)
 
 
@@ -162,7 +167,8 @@ def largest_deviation(current: Mapping[str, float], target: Mapping[str, float],
 def _finish(snapshot: MarketSnapshot, regime: Regime, action: str,
             weights: Mapping[str, float], universe: Universe, cash_reserve: float,
             legs: tuple[OverlayLeg, ...], scores: tuple[SectorScore, ...],
-            rotation: RotationState | None, reasons: list[str]) -> Decision:
+            rotation: RotationState | None, reasons: list[str],
+            frozen: frozenset[str] = frozenset()) -> Decision:
     """Canonicalise every number, attach the deterministic id."""
     spot = {t: canonical_float(w) for t, w in sorted(weights.items()) if w > 0}
     buckets = {b: canonical_float(v) for b, v in bucket_totals(spot, universe).items()}
@@ -194,5 +200,6 @@ def _finish(snapshot: MarketSnapshot, regime: Regime, action: str,
         rotation=rotation,
         reasons=tuple(reasons),
         confidence=canonical_float(confidence),
+        frozen=tuple(sorted(frozen)),
     )
     return dataclasses.replace(decision, decision_id=decision_fingerprint(decision))

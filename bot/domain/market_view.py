@@ -107,6 +107,17 @@ class MarketView:
     def prices_stale(self) -> bool:
         return "prices" in self.stale
 
+    def price_stale(self, token: str, max_age_days: float) -> bool:
+        """No fresh close for ``token``: its feed is marked stale, it has no history, or its
+        newest close is older than ``max_age_days``. A held token in this state is frozen:
+        its price is not known, so it is neither bought nor sold."""
+        if self.prices_stale or f"prices:{token}" in self.stale:
+            return True
+        series = self.closes.get(token)
+        if series is None or series.last_time is None:
+            return True
+        return self.as_of - series.last_time > timedelta(days=max_age_days)
+
     def price_on(self, token: str, day: date, tolerance_days: int) -> float | None:
         """A positive close for ``token`` on ``day`` (within the tolerance), else None."""
         series = self.closes.get(token)

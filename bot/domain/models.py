@@ -200,14 +200,17 @@ class PerpPosition:
 
 @dataclass(frozen=True, slots=True)
 class Portfolio:
-    """Holdings read from the exchange. ``cash`` is the USDT wallet including posted margin;
-    ``free_cash`` is what the venue says can be spent now (None: derive it from margins)."""
+    """Holdings read from the exchange. ``cash`` is all USDT, margin posted for perps
+    included; ``free_cash`` is what spot buys can spend now (None: derive it from margins).
+    ``futures_free`` is set where perps have a wallet of their own (Binance USD-M): the
+    USDT free there, which alone funds the overlay's margin; None with one wallet."""
 
     cash: Decimal
     spot: Mapping[str, Decimal]
     perps: Mapping[str, PerpPosition]
     prices: Mapping[str, Decimal]
     free_cash: Decimal | None = None
+    futures_free: Decimal | None = None
 
     def spot_value(self, token: str) -> Decimal:
         return self.spot.get(token, Decimal(0)) * self.prices.get(token, Decimal(0))
@@ -271,9 +274,11 @@ class RotationState:
 class Decision:
     """The engine's output: target spot book, perp overlay and every reason behind them.
 
-    ``spot_weights`` are shares of the invested spot book and sum to 1. ``cash_reserve`` is the
-    share of equity held back in USDT (margin for the overlay), so a token's target value is
-    ``(1 - cash_reserve) * spot_weights[token] * equity``.
+    One base: ``spot_weights`` are shares of total equity, so a token's target value is
+    ``spot_weights[token] * equity`` and the cash line (USDT) is ``1 - sum(spot_weights)``.
+    ``cash_reserve`` is the part of that cash line held for the overlay's margin.
+    ``bucket_weights`` are shares of equity too. ``frozen`` tokens have no fresh price: the
+    planner neither buys nor sells them.
     """
 
     decision_id: str
@@ -288,6 +293,7 @@ class Decision:
     rotation: RotationState | None
     reasons: tuple[str, ...]
     confidence: float
+    frozen: tuple[str, ...] = ()
 
     @property
     def trades(self) -> bool:

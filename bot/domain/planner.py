@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 
 from bot.domain.models import (
@@ -84,6 +84,28 @@ def _fits(amount: Decimal, price: Decimal, info: MarketInfo) -> str | None:
     return None
 
 
+def posted_margin(portfolio: Portfolio) -> Decimal:
+    """Margin the open perps hold (notional / leverage), already out of free cash."""
+    return sum((p.notional / p.leverage for p in portfolio.perps.values() if p.leverage > 0),
+               Decimal(0))
+
+
+def spot_cash(decision: Decision, portfolio: Portfolio, equity: Decimal) -> Decimal:
+    """USDT spot buys may use before this plan's sells.
+
+    One wallet: its free USDT less the part of the overlay's reserve not yet posted as
+    margin (posted margin is already out of free cash: reserving it again would leave the
+    book under target forever). Two wallets (Binance): the spot wallet's free USDT, all of
+    it; the overlay's margin lives in the futures wallet.
+    """
+    if portfolio.futures_free is not None:
+        return portfolio.free_cash if portfolio.free_cash is not None else Decimal(0)
+    posted = posted_margin(portfolio)
+    free = portfolio.free_cash if portfolio.free_cash is not None else portfolio.cash - posted
+    reserve = equity * Decimal(str(decision.cash_reserve))
+    return free - max(Decimal(0), reserve - posted)
+
+
 def plan_orders(
     decision: Decision,
     portfolio: Portfolio,
@@ -104,8 +126,8 @@ def plan_orders(
     skipped: list[Skip] = []
     if equity <= 0:
         return Plan((), (Skip("*", MarketKind.SPOT, "no equity"),), {}, plan_id)
-    invest = equity * (1 - Decimal(str(decision.cash_reserve)))
     min_trade = equity * Decimal(str(min_trade_fraction))
+    frozen = set(decision.frozen)
 
     def order(purpose: str, token: str, market: MarketKind, side: Side, amount: Decimal, *,
               reason: str, reference_price: Decimal, reduce_only: bool = False,
@@ -121,12 +143,16 @@ def plan_orders(
     for token in tokens:
         if token == QUOTE:
             continue
+        if token in frozen:
+            skipped.append(Skip(token, MarketKind.SPOT,
+                                "frozen: no fresh price, neither bought nor sold"))
+            continue
         price = portfolio.prices.get(token)
         info = markets.get((token, MarketKind.SPOT))
         if price is None or price <= 0 or info is None:
             skipped.append(Skip(token, MarketKind.SPOT, "no market or price"))
             continue
-        target_value = invest * Decimal(str(decision.spot_weights.get(token, 0.0)))
+        target_value = equity * Decimal(str(decision.spot_weights.get(token, 0.0)))
         held = portfolio.spot.get(token, Decimal(0))
         delta_value = target_value - held * price
         if abs(delta_value) < min_trade and target_value > 0:
@@ -142,13 +168,7 @@ def plan_orders(
         elif delta_value > 0:
             buys.append((token, delta_value))
     proceeds = sum((a * portfolio.prices[t] for t, a in sells), Decimal(0))
-    if portfolio.free_cash is not None:
-        free_cash = portfolio.free_cash
-    else:
-        free_cash = portfolio.cash - sum((p.notional / p.leverage for p in portfolio.perps.values()
-                                          if p.leverage > 0), Decimal(0))
-    reserve = equity * Decimal(str(decision.cash_reserve))
-    spendable = max(Decimal(0), (free_cash + proceeds - reserve) * FEE_BUFFER)
+    spendable = max(Decimal(0), (spot_cash(decision, portfolio, equity) + proceeds) * FEE_BUFFER)
     wanted = sum((v for _, v in buys), Decimal(0))
     scale = min(Decimal(1), spendable / wanted) if wanted > 0 else Decimal(1)
     for token, amount in sells:
@@ -161,6 +181,8 @@ def plan_orders(
         amount = round_step(value * scale / price, info.amount_step)
         why = _fits(amount, price, info)
         if why:
+            if scale < 1:
+                why += f" (buys scaled to {scale:.3f} of target: spot cash {spendable:.2f})"
             skipped.append(Skip(token, MarketKind.SPOT, why))
             continue
         reason = "spot rebalance: below target" + ("" if scale == 1 else f" (scaled {scale:.3f})")
@@ -180,7 +202,7 @@ def plan_orders(
     for token in portfolio.perps:
         targets.setdefault(token, (Decimal(0), None))
     reduces: list[OrderIntent] = []
-    opens: list[OrderIntent] = []
+    opens: list[_Open] = []
     for token in sorted(targets):
         target, o = targets[token]
         info = markets.get((token, MarketKind.PERP))
@@ -208,13 +230,60 @@ def plan_orders(
         side = Side.BUY if delta > 0 else Side.SELL
         shrinking = abs(target) < abs(current)
         leverage = Decimal(str(o.leverage)) if o is not None else None
-        intent = order("reduce" if shrinking else "open", token, MarketKind.PERP, side, amount,
-                       reduce_only=shrinking, leverage=leverage,
-                       reason=("overlay: reduce" if shrinking else
-                               f"overlay: {o.reason}" if o else "overlay"),
-                       reference_price=price)
-        (reduces if shrinking else opens).append(intent)
+        if shrinking:
+            reduces.append(order("reduce", token, MarketKind.PERP, side, amount,
+                                 reduce_only=True, leverage=leverage, reason="overlay: reduce",
+                                 reference_price=price))
+        else:
+            opens.append(_Open(token, side, amount, price, leverage or Decimal(1),
+                               f"overlay: {o.reason}" if o else "overlay"))
     intents.extend(reduces)
-    intents.extend(opens)
+    for leg in _funded(opens, portfolio, markets, skipped):
+        intents.append(order("open", leg.token, MarketKind.PERP, leg.side, leg.amount,
+                             leverage=leg.leverage, reason=leg.reason,
+                             reference_price=leg.price))
     stops = {o.token: o.stop_distance for o in overlay}
     return Plan(tuple(intents), tuple(skipped), stops, plan_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    token: str
+    side: Side
+    amount: Decimal
+    price: Decimal
+    leverage: Decimal
+    reason: str
+
+
+def _funded(opens: list[_Open], portfolio: Portfolio,
+            markets: Mapping[tuple[str, MarketKind], MarketInfo],
+            skipped: list[Skip]) -> list[_Open]:
+    """Perp opens the futures wallet can margin, where it is a wallet of its own.
+
+    The margin an open needs is its notional over its leverage. When the futures wallet's
+    free USDT cannot carry all of them, each is scaled by the same factor (one left below
+    the venue's minimum is skipped, saying the futures wallet is short) rather than sent to
+    be refused for insufficient margin. One wallet: the spot side already left the overlay's
+    reserve in cash.
+    """
+    if portfolio.futures_free is None or not opens:
+        return opens
+    needed = sum((o.amount * o.price / o.leverage for o in opens), Decimal(0))
+    available = max(Decimal(0), portfolio.futures_free * FEE_BUFFER)
+    if needed <= available:
+        return opens
+    scale = available / needed
+    funded: list[_Open] = []
+    for leg in opens:
+        amount = round_step(leg.amount * scale, markets[(leg.token, MarketKind.PERP)].amount_step)
+        why = _fits(amount, leg.price, markets[(leg.token, MarketKind.PERP)])
+        if why:
+            skipped.append(Skip(leg.token, MarketKind.PERP,
+                                f"unfunded: futures wallet free {portfolio.futures_free:.2f} "
+                                f"USDT < margin {needed:.2f} ({why})"))
+            continue
+        funded.append(replace(leg, amount=amount,
+                              reason=f"{leg.reason} (scaled {scale:.3f}: futures wallet free "
+                                     f"{portfolio.futures_free:.2f} USDT)"))
+    return funded

@@ -270,8 +270,11 @@ class CcxtExchange:
                     total[asset] = total.get(asset, Decimal(0)) + amount
                     free[asset] = free.get(asset, Decimal(0)) + wallet.free.get(asset, Decimal(0))
             spot = wallets.get(MarketKind.SPOT)
+            perp = wallets.get(MarketKind.PERP)
             spot_free = spot.free.get(QUOTE, Decimal(0)) if spot is not None else None
-            return Balances(free=free, total=total, spot_quote_free=spot_free)
+            perp_free = perp.free.get(QUOTE, Decimal(0)) if perp is not None else None
+            return Balances(free=free, total=total, spot_quote_free=spot_free,
+                            futures_quote_free=perp_free)
 
     def fetch_wallet_balances(self) -> dict[MarketKind, Balances]:
         """Each wallet on its own, for callers that must know where USDT sits."""

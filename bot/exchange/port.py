@@ -34,6 +34,9 @@ class Balances:
     free: Mapping[str, Decimal]
     total: Mapping[str, Decimal]
     spot_quote_free: Decimal | None = None
+    futures_quote_free: Decimal | None = None
+    """The futures wallet's free USDT where it is a wallet of its own (Binance USD-M); None
+    where one wallet serves spot and perps (the paper exchange, Bybit UTA, OKX)."""
 
 
 class ExchangeError(Exception):

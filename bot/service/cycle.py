@@ -57,10 +57,17 @@ def snapshot_summary(snap: MarketSnapshot) -> dict[str, Any]:
     }
 
 
-def read_portfolio(exchange: ExchangePort, tokens: list[str]) -> Portfolio:
-    """The venue's view of our holdings: the only source of truth for positions."""
+def read_portfolio(exchange: ExchangePort, tokens: list[str],
+                   perp_only: list[str] | None = None) -> Portfolio:
+    """The venue's view of our holdings: the only source of truth for positions.
+
+    Prices are spot prices; ``perp_only`` tokens (no spot market, hedge legs only) are
+    priced from their perpetual, or the planner could never size a leg on them."""
     balances = exchange.fetch_balances()
     prices = exchange.fetch_prices(tokens, MarketKind.SPOT)
+    if perp_only:
+        perp_prices = exchange.fetch_prices(perp_only, MarketKind.PERP)
+        prices.update({t: p for t, p in perp_prices.items() if t not in prices})
     perps = {p.token: p for p in exchange.fetch_positions()}
     for token, p in perps.items():
         prices.setdefault(token, p.mark_price)
@@ -68,7 +75,8 @@ def read_portfolio(exchange: ExchangePort, tokens: list[str]) -> Portfolio:
     return Portfolio(cash=balances.total.get(QUOTE, Decimal(0)), spot=spot, perps=perps,
                      prices=prices,
                      free_cash=balances.spot_quote_free if balances.spot_quote_free is not None
-                     else balances.free.get(QUOTE, Decimal(0)))
+                     else balances.free.get(QUOTE, Decimal(0)),
+                     futures_free=balances.futures_quote_free)
 
 
 @dataclass(frozen=True)
@@ -117,7 +125,9 @@ class TradingCycle:
 
     # -- portfolio -------------------------------------------------------------------------
     def read_portfolio(self) -> Portfolio:
-        return read_portfolio(self.exchange, [t.symbol for t in self.universe.all_tokens()])
+        tokens = self.universe.all_tokens()
+        return read_portfolio(self.exchange, [t.symbol for t in tokens if t.spot],
+                              [t.symbol for t in tokens if t.perp and not t.spot])
 
     # -- the cycle -------------------------------------------------------------------------
     def run(self, as_of: datetime) -> CycleOutcome:
