@@ -121,6 +121,8 @@ class RiskSettings(_Section):
     funding_exit_apr_pct: float = Field(30.0, gt=0)
     liquidation_buffer_pct: float = Field(10.0, ge=0, lt=100)
     max_slippage_pct: float = Field(2.0, gt=0, lt=100)
+    kill_switch_action: Literal["freeze", "to_core", "to_cash"] = "to_cash"
+    stop_cooldown_days: float = Field(7.0, ge=0, le=365)
 
     def limits(self) -> RiskLimits:
         return RiskLimits(
@@ -131,6 +133,8 @@ class RiskSettings(_Section):
             funding_exit_apr=self.funding_exit_apr_pct / 100,
             liquidation_buffer_fraction=self.liquidation_buffer_pct / 100,
             max_slippage_fraction=self.max_slippage_pct / 100,
+            kill_switch_action=self.kill_switch_action,
+            stop_cooldown_days=self.stop_cooldown_days,
         )
 
 

@@ -14,7 +14,9 @@ engine's own formulas:
 * no token ends above its bucket's ceiling (plus, for the sector a rotation is leaving, the
   part it is allowed to keep) unless it was already there, and none grows past it;
 * a book that starts in cash ends inside every bucket's bounds;
-* a frozen token (no fresh price) is neither bought nor sold.
+* a frozen token (no fresh price) is neither bought nor sold;
+* while the kill switch is tripped, no order adds risk and no rotation moves, whatever
+  the configured action.
 """
 
 from __future__ import annotations
@@ -147,12 +149,14 @@ def accounts(draw: st.DrawFn) -> tuple[Account, int, frozenset[str]]:
 
 
 def decide_and_plan(account: Account, day: int, stale: frozenset[str],
-                    prior: RotationState | None) -> tuple[Decision, Plan]:
+                    prior: RotationState | None,
+                    kill_switch: str | None = None) -> tuple[Decision, Plan]:
     as_of = DAY0 + timedelta(days=day)
     snapshot = MARKET.snapshot(as_of, stale=frozenset(f"prices:{t}" for t in stale))
     portfolio = account.portfolio()
-    decision = evaluate(snapshot, portfolio, UNIVERSE, PARAMS, prior).decision
-    overlay, _ = check_overlay(decision.overlay, LIMITS, decision.regime)
+    decision = evaluate(snapshot, portfolio, UNIVERSE, PARAMS, prior, kill_switch).decision
+    overlay, _ = check_overlay(decision.overlay, LIMITS, decision.regime,
+                               killed=kill_switch is not None)
     plan = plan_orders(decision, portfolio, MARKETS, overlay, plan_id="p-props")
     return decision, plan
 
@@ -338,3 +342,45 @@ def test_a_stale_price_freezes_the_token_instead_of_selling_it() -> None:
         other = "BTC" if token == "ETH" else "ETH"
         assert after.share(other) <= PARAMS.core_max / 2 + TOL, "a one-token core"
 
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(accounts(), st.booleans(), st.sampled_from(["freeze", "to_core", "to_cash"]))
+def test_a_tripped_kill_switch_adds_no_risk(drawn: tuple[Account, int, frozenset[str]],
+                                            rotating: bool, action: str) -> None:
+    """Issue #11, case 4: the kill switch blocked perp legs only; spot kept rotating at full
+    size (2,438 spot orders and 88 rotations after the 2021-05-19 trip on the bundled data)."""
+    account, day, stale = drawn
+    prior = (RotationState("L1", "L2", DAY0 + timedelta(days=day - 1), 0.3, 1,
+                           DAY0 + timedelta(days=day - 1)) if rotating else None)
+    decision, plan = decide_and_plan(account, day, stale, prior, kill_switch=action)
+    assert decision.action != "rotate" and decision.overlay == ()
+    assert decision.rotation == prior  # neither advanced nor replaced
+    for intent in plan.intents:
+        if intent.market is MarketKind.SPOT:
+            assert intent.side is Side.SELL, intent
+            if action == "to_core":
+                assert SECTOR_OF.get(intent.token) != "CORE", intent
+        else:
+            assert intent.reduce_only, intent  # perps only ever close
+    if action == "freeze":
+        assert not [i for i in plan.intents if i.market is MarketKind.SPOT]
+    after = apply(account, plan)
+    if action == "to_cash" and not decision.frozen:
+        assert all(after.share(t) < TOL for t in after.tokens if t in SECTOR_OF)
+
+
+def test_two_wallets_settle_instead_of_rebalancing_forever() -> None:
+    """USDT in Binance's futures wallet cannot buy spot: counted as deployable cash it kept
+    the book "under target" forever, every cycle a rebalance whose buys nothing could pay
+    for. Sized on the spot wallet, the book settles and the engine holds."""
+    prices = MARKET.prices(DAY0)
+    account = Account(Decimal(10_000), Decimal(10_000), {}, {}, prices)
+    actions = []
+    for _ in range(4):
+        decision, plan = decide_and_plan(account, 0, frozenset(), None)
+        actions.append(decision.action)
+        account = apply(account, plan)
+    assert actions[-1] == "hold", actions
+    assert account.futures == Decimal(10_000)  # the spot side never touched it

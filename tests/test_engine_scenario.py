@@ -343,7 +343,24 @@ def test_signals_flipping_abandon_the_rotation_and_close_the_overlay() -> None:
     prior = RotationState("L1", "ORACLES", at(-1), 0.3, 1, at(-1))
     decision = decide(market.snapshot(at(0)), playbook_portfolio(), UNIVERSE, PARAMS, prior)
     assert any("rotation L1->ORACLES abandoned: signals flipped" in r for r in decision.reasons)
-    assert decision.rotation is None or decision.rotation.to_sector != "ORACLES"
+    assert decision.rotation is not None and decision.rotation.abandoned == at(0)
+    assert decision.overlay == ()
+
+
+def test_an_abandoned_rotation_holds_off_the_next_one() -> None:
+    """Issue #11, case 6: an abandoned rotation let the next (often the reverse) rotation
+    start in the same decision: LENDING->DEX, DEX->L2, L2->DEX in four days."""
+    market = playbook_market()
+    prior = RotationState("L1", "ORACLES", at(-1), 0.3, 1, at(-1))
+    decision = decide(market.snapshot(at(0)), playbook_portfolio(), UNIVERSE, PARAMS, prior)
+    assert decision.action != "rotate"
+    assert decision.rotation is not None and decision.rotation.to_sector == "ORACLES"
+    assert any(r.startswith("no new rotation: L1->ORACLES was abandoned")
+               for r in decision.reasons)
+    later = decide(market.snapshot(at(0) + timedelta(days=PARAMS.rotation_abandon_cooldown_days)),
+                   playbook_portfolio(), UNIVERSE, PARAMS, decision.rotation)
+    assert later.action == "rotate" and later.rotation is not None
+    assert later.rotation.abandoned is None
 
 
 def test_time_stop_ends_an_unconfirmed_rotation() -> None:

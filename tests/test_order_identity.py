@@ -114,7 +114,10 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         ex.load_markets()
         store = StateStore(tmp_path / "identity.sqlite3")
         log = RecordingLog()
-        cycle = TradingCycle(universe=UNIVERSE, params=StrategyParams(), limits=RiskLimits(),
+        # No stop cooldown: this file is about ids when the same plan runs again after a
+        # stop fired; a stop-out blocking the re-entry is tested with the risk rules.
+        cycle = TradingCycle(universe=UNIVERSE, params=StrategyParams(),
+                             limits=RiskLimits(stop_cooldown_days=0),
                              exchange=ex, store=store, signals=Snapshots(market), log=log)
         yield Rig(emu, ex, store, cycle, log)
         store.close()
@@ -169,9 +172,11 @@ def fire_arb_stop(emu: BinanceEmulator) -> None:
 
 
 def test_a_stop_fired_within_the_hour_never_gives_an_id_to_another_order(rig: Rig) -> None:
-    """The same decision is planned three times within its hour: the book settles, a stop
-    fires (the plan re-opens ARB), the stop fires again (the plan re-opens ARB again). The
-    overlay has long legs only, so the decision, and with it the old ids, stayed the same."""
+    """The same hour is planned three times: the book settles, a stop fires (the plan
+    re-opens ARB), the stop fires again (the plan re-opens ARB again). With long legs only
+    the decision, and with it the old numbered ids, stayed the same at fcf230a; since the
+    spot side is sized on the spot wallet the decision may differ, and nothing may depend
+    on whether it does."""
     rig.cycle.params = StrategyParams(hedge_equity_fraction=0.0)
     first = rig.step()
     assert first.decision.action == "rotate" and rig.emu.book.positions["ARBUSDT"].qty > 0
@@ -185,8 +190,7 @@ def test_a_stop_fired_within_the_hour_never_gives_an_id_to_another_order(rig: Ri
 
     for _ in range(2):
         fire_arb_stop(rig.emu)
-        again = rig.step()
-        assert again.decision.decision_id == settled.decision.decision_id
+        rig.step()  # at fcf230a: the same decision id, so the same (numbered) ids
         # The overlay still wants the ARB long: it is back (at the size today's equity
         # allows), and stopped.
         back = rig.emu.book.positions.get("ARBUSDT")

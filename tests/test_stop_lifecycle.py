@@ -244,3 +244,22 @@ def test_each_part_fill_books_only_its_own_part_of_the_fee(tmp_path: Path) -> No
         (Decimal(4), Decimal(100), Decimal("0.4")), (Decimal(6), Decimal(102), Decimal("0.612"))]
     assert sum(f.fee for f in fills) == Decimal("1.012")
     store.close()
+
+
+# -- issue #11, case 3: money moved by the user is not a loss ------------------------------
+
+def test_a_transfer_out_of_the_futures_wallet_does_not_trip_the_kill_switch(
+        binance: Rig) -> None:
+    """A 42 % cut of the account (USDT moved out of the USD-M wallet by the user) read as a
+    42 % drawdown and tripped the kill switch. It is a withdrawal: the high-water mark moves
+    with it, and a real loss afterwards is still measured from there."""
+    portfolio = lambda: read_portfolio(binance.ex, ["BTC", *PERPS])  # noqa: E731
+    binance.watch.run(portfolio(), "rw-before")
+    before = portfolio().equity()
+    binance.emu.book.wallet -= before * Decimal("0.42")  # the user's transfer out
+    binance.watch.run(portfolio(), "rw-after")
+    assert binance.store.active_kill_switch() is None
+    (flow,) = binance.log.named("equity.external_flow")
+    assert flow["kind"] == "withdrawal"
+    assert Decimal(flow["amount"]) == -(before * Decimal("0.42")).quantize(Decimal("0.01"))
+    assert Decimal(binance.store.get("risk.high_water")) == portfolio().equity()

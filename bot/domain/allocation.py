@@ -155,7 +155,7 @@ def choose_rotational(universe: Universe, report: SignalReport, weights: Mapping
     sectors = [s for s in universe.sectors if s.bucket is Bucket.ROTATIONAL]
     held = _held(sectors, weights)
     k = params.rotational_sector_count
-    if state is not None and phase is not Phase.NONE:
+    if state is not None and phase.holds_sectors:
         others = [s for s in held if s not in (state.from_sector, state.to_sector)]
         return [state.to_sector, *others][:k], [
             f"rotational bucket -> {state.to_sector} (rotation from {state.from_sector})"]
@@ -273,7 +273,7 @@ def strategic_target(universe: Universe, report: SignalReport, regime: Regime,
     core_tokens = [t for t in core_seats if t not in kept]
 
     transition_sector, transition = None, 0.0
-    if state is not None and phase is not Phase.NONE:
+    if state is not None and phase.holds_sectors:
         keep = (params.leaving_keep_fraction if phase is Phase.ACTIVE
                 else params.exit_residual_fraction)
         held_spot = sum(book.get(t.symbol, 0.0)

@@ -98,12 +98,15 @@ def rotation_state_to_dict(state: RotationState) -> dict[str, Any]:
         "from_weight_at_start": canonical_float(state.from_weight_at_start),
         "confirmations": state.confirmations,
         "checked": None if state.checked is None else state.checked.isoformat(),
+        "abandoned": None if state.abandoned is None else state.abandoned.isoformat(),
     }
 
 
 def rotation_state_from_dict(data: Mapping[str, Any]) -> RotationState:
-    """Inverse of :func:`rotation_state_to_dict` (``checked`` may be absent: older rows)."""
+    """Inverse of :func:`rotation_state_to_dict` (``checked`` and ``abandoned`` may be
+    absent: older rows)."""
     checked = data.get("checked")
+    abandoned = data.get("abandoned")
     return RotationState(
         from_sector=str(data["from_sector"]),
         to_sector=str(data["to_sector"]),
@@ -111,6 +114,7 @@ def rotation_state_from_dict(data: Mapping[str, Any]) -> RotationState:
         from_weight_at_start=float(data["from_weight_at_start"]),
         confirmations=int(data.get("confirmations", 0)),
         checked=None if checked is None else datetime.fromisoformat(checked),
+        abandoned=None if abandoned is None else datetime.fromisoformat(abandoned),
     )
 
 

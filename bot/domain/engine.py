@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from bot.domain.allocation import (
     Target,
@@ -27,6 +28,7 @@ from bot.domain.allocation import (
     strategic_target,
 )
 from bot.domain.codec import canonical_float, decision_fingerprint
+from bot.domain.kill_switch import kill_switch_weights
 from bot.domain.market_view import MarketView
 from bot.domain.models import (
     Bucket,
@@ -67,13 +69,20 @@ class Evaluation:
 
 
 def decide(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
-           params: StrategyParams, prior: RotationState | None) -> Decision:
-    """The target spot book, perp overlay and reasons for this snapshot (pure)."""
-    return evaluate(snapshot, portfolio, universe, params, prior).decision
+           params: StrategyParams, prior: RotationState | None,
+           kill_switch: str | None = None) -> Decision:
+    """The target spot book, perp overlay and reasons for this snapshot (pure).
+
+    ``kill_switch`` is the configured action when the kill switch is tripped (see
+    :mod:`bot.domain.kill_switch`): no rotation advances, no overlay, and the spot book
+    follows the action instead of the strategy.
+    """
+    return evaluate(snapshot, portfolio, universe, params, prior, kill_switch).decision
 
 
 def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
-             params: StrategyParams, prior: RotationState | None) -> Evaluation:
+             params: StrategyParams, prior: RotationState | None,
+             kill_switch: str | None = None) -> Evaluation:
     """:func:`decide` with its working shown."""
     view = MarketView.build(snapshot)
     report = score_sectors(view, universe, params)
@@ -100,6 +109,14 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
     symbols = {t.symbol for t in universe.all_tokens()}
     frozen = frozenset(t for t in book
                        if t in symbols and view.price_stale(t, params.max_price_age_days))
+    if kill_switch is not None:
+        weights = kill_switch_weights(book, kill_switch, universe, frozen)
+        reasons.append(f"kill switch tripped: no rotation, no overlay, spot {kill_switch}")
+        deviation, _ = largest_deviation(book, weights, universe)
+        action = REBALANCE if deviation > 1e-9 else HOLD
+        decision = _finish(snapshot, regime, action, weights, universe, 0.0, (),
+                           report.scores, prior, reasons, frozen)
+        return Evaluation(decision, book, None, report, 1.0 if action == REBALANCE else 0.0)
     outcome = advance_rotation(prior, report, universe, sector_weights(book, universe),
                                snapshot.as_of, params)
     reasons += outcome.reasons
@@ -111,7 +128,7 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
         reasons.append("overlay: close all legs (no rotation under way)")
     reserve = cash_reserve_for(legs, params)
     target = strategic_target(universe, report, regime, book, outcome.state, outcome.phase,
-                              params, invest=max(0.0, 1.0 - reserve), frozen=frozen)
+                              params, invest=investable(portfolio, reserve), frozen=frozen)
     reasons += target.reasons
     if not target.weights:
         return hold("hold: no eligible token to allocate to", outcome.state)
@@ -147,6 +164,25 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
     decision = _finish(snapshot, regime, action, weights, universe, reserve, legs,
                        report.scores, outcome.state, reasons, frozen)
     return Evaluation(decision, book, target, report, step)
+
+
+def investable(portfolio: Portfolio, reserve: float) -> float:
+    """The share of equity the spot buckets may fill.
+
+    One wallet: all of it but the overlay's reserve. Two wallets (Binance spot and USD-M):
+    what the spot wallet holds, tokens and USDT, and no more: USDT in the futures wallet
+    funds the overlay and cannot buy spot (without a transfer), so counting it would leave
+    the book forever "under target" with buys nothing can pay for.
+    """
+    spot_side = max(0.0, 1.0 - reserve)
+    if portfolio.futures_free is None:
+        return spot_side
+    equity = portfolio.equity()
+    if equity <= 0:
+        return 0.0
+    wallet = sum((portfolio.spot_value(t) for t in portfolio.spot), Decimal(0))
+    wallet += portfolio.free_cash or Decimal(0)
+    return max(0.0, min(spot_side, float(wallet / equity)))
 
 
 def largest_deviation(current: Mapping[str, float], target: Mapping[str, float],

@@ -268,6 +268,10 @@ class RotationState:
     checked: datetime | None = None
     """When the engine last advanced this state. A re-run for the same ``as_of`` (a restart
     after a crash) does not count a confirmation twice."""
+    abandoned: datetime | None = None
+    """When the rotation was abandoned (signals flipped, the incoming sector lost its
+    score, or the time stop): kept as memory so no new rotation starts, the reverse one
+    least of all, within ``rotation_abandon_cooldown_days``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,7 +76,7 @@ def _hedge_legs(state: RotationState, universe: Universe, report: SignalReport,
         reasons.append(f"no hedge: no eligible perp in {leaving.name}")
         return []
     total = min(params.hedge_equity_fraction, exposure)
-    each = total / params.hedge_tokens
+    each = total / len(chosen)  # over the tokens chosen, not the number configured
     leverage = min(params.hedge_leverage, params.max_leverage)
     reasons.append(f"hedge {leaving.name}: short {', '.join(t.symbol for t in chosen)} "
                    f"{each * len(chosen):.1%} of equity at {leverage:g}x while rotating to "
@@ -122,7 +122,7 @@ def _long_legs(state: RotationState, universe: Universe, report: SignalReport, r
     if not chosen:
         reasons.append(f"no leveraged long on {incoming.name}: no eligible token")
         return []
-    each = params.long_equity_fraction / params.long_tokens
+    each = params.long_equity_fraction / len(chosen)
     leverage = min(params.long_leverage, params.max_leverage)
     reasons.append(f"amplify {incoming.name}: long {', '.join(t.symbol for t in chosen)} "
                    f"{each * len(chosen):.1%} of equity at {leverage:g}x")

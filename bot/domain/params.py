@@ -113,6 +113,10 @@ class StrategyParams:
     """After a completed rotation, no new one starts until this many days after its start
     (a narrative runs for weeks). On the bundled 2021-2025 sample this cuts rotations from
     ~30 to ~20 a year without delaying the first one. 0 disables it."""
+    rotation_abandon_cooldown_days: int = 7
+    """After a rotation is abandoned (signals flipped, time stop), no new one starts for this
+    many days: a flip is noise until shown otherwise, and the reverse rotation started in the
+    same decision churned LENDING->DEX, DEX->L2, L2->DEX in four days. 0 disables it."""
     leaving_keep_fraction: float = 0.5
     """While its exit is unconfirmed, the sector being left keeps this share of its weight at
     the rotation's start (the playbook's L1 30 % -> 15 %): a transition allocation."""
@@ -231,10 +235,12 @@ def _problems(p: StrategyParams) -> list[str]:
     ints = ("min_history_days", "momentum_skip_days", "basket_size", "liquidity_window_days",
             "volume_recent_days", "volume_base_days", "dev_recent_days", "dev_base_days",
             "rsi_days", "exit_confirmations", "rotation_time_stop_days", "rotation_cooldown_days",
+            "rotation_abandon_cooldown_days",
             "rotational_sector_count", "speculative_sector_count", "tokens_per_sector",
             "regime_sma_days", "hedge_tokens", "long_tokens", "stop_atr_days")
     for name in ints:
-        minimum = 0 if name in ("momentum_skip_days", "rotation_cooldown_days") else 1
+        minimum = 0 if name in ("momentum_skip_days", "rotation_cooldown_days",
+                                "rotation_abandon_cooldown_days") else 1
         need(getattr(p, name) >= minimum, name, f"must be at least {minimum}")
     need(bool(p.momentum_lookbacks), "momentum_lookbacks", "needs at least one lookback")
     need(all(d >= 1 for d in p.momentum_lookbacks), "momentum_lookbacks",

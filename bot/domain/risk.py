@@ -36,13 +36,16 @@ class RiskBlock:
 def check_overlay(
     legs: tuple[OverlayLeg, ...], limits: RiskLimits, regime: Regime, killed: bool = False,
     funding_blocked: frozenset[str] = frozenset(),
+    cooling: frozenset[str] = frozenset(),
 ) -> tuple[tuple[OverlayLeg, ...], tuple[RiskBlock, ...]]:
     """Clip or drop overlay legs so the overlay obeys the limits.
 
     Rules, in order: kill switch (no new risk), bear regime (no leveraged longs), funding
-    hysteresis (no long re-entry on a token closed for excessive funding), leverage cap
-    (clipped to ``max_leverage``, never above 5), stop distance (a leg must carry a stop), and
-    account leverage (total notional / equity scaled down to ``max_account_leverage``).
+    hysteresis (no re-entry, long or short, on a token closed for excessive funding until it
+    normalises), stop cooldown (no new leg on a token stopped out within
+    ``stop_cooldown_days``: ``cooling``), leverage cap (clipped to ``max_leverage``, never
+    above 5), stop distance (a leg must carry a stop), and account leverage (total notional /
+    equity scaled down to ``max_account_leverage``).
     """
     blocks: list[RiskBlock] = []
     kept: list[OverlayLeg] = []
@@ -53,9 +56,13 @@ def check_overlay(
         if regime is Regime.BEAR and leg.side is PositionSide.LONG:
             blocks.append(RiskBlock("bear_regime", leg.token, "no new leveraged longs in a bear"))
             continue
-        if leg.side is PositionSide.LONG and leg.token in funding_blocked:
+        if leg.token in funding_blocked:
             blocks.append(RiskBlock("funding_hysteresis", leg.token,
                                     "closed for excessive funding; waiting for it to normalise"))
+            continue
+        if leg.token in cooling:
+            blocks.append(RiskBlock("stop_cooldown", leg.token,
+                                    f"stopped out within {limits.stop_cooldown_days:g} days"))
             continue
         if leg.stop_distance <= 0 or leg.stop_distance >= 1:
             blocks.append(RiskBlock("stop_required", leg.token,

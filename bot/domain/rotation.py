@@ -35,11 +35,21 @@ class Phase(StrEnum):
     NONE = "none"
     ACTIVE = "active"
     COMPLETED = "completed"
+    ABANDONED = "abandoned"
+    """No rotation under way; remembered only to hold off the next one for a while."""
+
+    @property
+    def holds_sectors(self) -> bool:
+        """Whether the state still shapes the book (the incoming sector, the transition or
+        residual of the sector left)."""
+        return self in (Phase.ACTIVE, Phase.COMPLETED)
 
 
 def phase_of(state: RotationState | None, params: StrategyParams) -> Phase:
     if state is None:
         return Phase.NONE
+    if state.abandoned is not None:
+        return Phase.ABANDONED
     return Phase.COMPLETED if state.confirmations >= params.exit_confirmations else Phase.ACTIVE
 
 
@@ -81,15 +91,24 @@ def advance_rotation(prior: RotationState | None, report: SignalReport, universe
         else:
             state = _check_running(state, report, universe, as_of, params, reasons)
     started = False
-    cooling_off = (state is not None and phase_of(state, params) is Phase.COMPLETED
+    phase = phase_of(state, params)
+    cooling_off = (state is not None and phase is Phase.COMPLETED
                    and as_of - state.started < timedelta(days=params.rotation_cooldown_days))
+    settling = (state is not None and state.abandoned is not None
+                and as_of - state.abandoned
+                < timedelta(days=params.rotation_abandon_cooldown_days))
     if cooling_off and state is not None:
         reasons.append(f"no new rotation: cooldown of {params.rotation_cooldown_days} days "
                        f"since {state.from_sector}->{state.to_sector} started")
-    elif state is None or phase_of(state, params) is Phase.COMPLETED:
+    elif settling and state is not None:
+        reasons.append(f"no new rotation: {state.from_sector}->{state.to_sector} was abandoned "
+                       f"on {state.abandoned:%Y-%m-%d}; cooldown of "
+                       f"{params.rotation_abandon_cooldown_days} days")
+    elif state is None or phase in (Phase.COMPLETED, Phase.ABANDONED):
         # The sector a completed rotation left holds only its residual: it is not a
         # candidate to rotate out of again (that would restart the rotation just finished).
-        winding_down = state.from_sector if state is not None else None
+        winding_down = state.from_sector if state is not None and phase is Phase.COMPLETED \
+            else None
         steady = {k: v for k, v in weights.items() if k != winding_down}
         fresh = _detect(report, universe, steady, as_of, params, reasons)
         if fresh is not None:
@@ -106,11 +125,11 @@ def _check_running(state: RotationState, report: SignalReport, universe: Univers
     if (incoming is None or incoming.score is None
             or not _has_spot_token(universe, state.to_sector, report)):
         reasons.append(f"rotation {name} abandoned: {state.to_sector} has no usable score")
-        return None
+        return replace(state, abandoned=as_of, checked=as_of)
     if leaving is not None and leaving.score is not None and incoming.score < leaving.score:
         reasons.append(f"rotation {name} abandoned: signals flipped ({state.from_sector} "
                        f"{leaving.score:.2f} > {state.to_sector} {incoming.score:.2f})")
-        return None
+        return replace(state, abandoned=as_of, checked=as_of)
     checked = replace(state, checked=as_of)
     if leaving is None or leaving.score is None:
         reasons.append(f"rotation {name} pending: {state.from_sector} score unavailable "
@@ -137,7 +156,7 @@ def _check_running(state: RotationState, report: SignalReport, universe: Univers
     if as_of - state.started >= timedelta(days=params.rotation_time_stop_days):
         reasons.append(f"time stop: rotation {name} not confirmed within "
                        f"{params.rotation_time_stop_days} days; overlay closed")
-        return None
+        return replace(updated, abandoned=as_of)
     return updated
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -136,7 +136,9 @@ class TradingCycle:
         portfolio = self.read_portfolio()
         prior_raw = self.store.get(ROTATION_KEY)
         prior = rotation_state_from_dict(prior_raw) if prior_raw else None
-        decision = decide(snapshot, portfolio, self.universe, self.params, prior)
+        killed = self.risk.killed
+        decision = decide(snapshot, portfolio, self.universe, self.params, prior,
+                          kill_switch=self.limits.kill_switch_action if killed else None)
         self.store.save_decision(decision)
         self.store.put(ROTATION_KEY, rotation_state_to_dict(decision.rotation)
                        if decision.rotation else None)
@@ -152,8 +154,9 @@ class TradingCycle:
         report = ExecutionReport()
         if decision.trades:
             overlay, blocks = check_overlay(decision.overlay, self.limits, decision.regime,
-                                            self.risk.killed,
-                                            frozenset(self.risk.funding_blocked()))
+                                            killed,
+                                            frozenset(self.risk.funding_blocked()),
+                                            self._cooling(as_of, portfolio))
             for block in blocks:
                 self.log.warning("risk.blocked", rule=block.rule, token=block.token,
                                  detail=block.detail, decision_id=decision.decision_id)
@@ -172,6 +175,14 @@ class TradingCycle:
                       stops_placed=report.stops_placed,
                       equity=str(equity.quantize(Decimal("0.01"))))
         return CycleOutcome(decision, report, equity)
+
+    def _cooling(self, as_of: datetime, portfolio: Portfolio) -> frozenset[str]:
+        """Tokens stopped out within ``stop_cooldown_days`` that hold no position now."""
+        window = timedelta(days=self.limits.stop_cooldown_days)
+        if window <= timedelta(0):
+            return frozenset()
+        return frozenset(token for token, at in self.store.last_stop_outs().items()
+                         if as_of - at < window and token not in portfolio.perps)
 
     def risk_watch(self, salt: str, consecutive_failures: int = 0) -> list[str]:
         """Stop watchdog, kill switch, funding exits and liquidation buffer, each guarded on

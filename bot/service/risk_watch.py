@@ -18,6 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from bot.domain.flows import Reading, external_flow
 from bot.domain.models import MarketKind, OrderIntent, PerpPosition, Portfolio, Side
 from bot.domain.risk import (
     excessive_funding,
@@ -34,6 +35,11 @@ from bot.store.repo import StateStore
 from bot.store.schema import KillSwitchRow
 
 HIGH_WATER_KEY = "risk.high_water"
+LAST_READING_KEY = "risk.last_reading"
+"""The account as the previous kill-switch check saw it (to tell flows from P&L)."""
+EXTERNAL_FLOW_THRESHOLD = 0.03
+"""A change in equity the market does not explain and larger than this share of equity is a
+deposit or withdrawal, not a gain or loss."""
 FUNDING_BLOCK_KEY = "risk.funding_blocked"
 MAX_CONSECUTIVE_FAILURES = 5
 FUNDING_REARM_RATIO = 0.5
@@ -163,12 +169,32 @@ class RiskWatch:
             return
         book = portfolio() if callable(portfolio) else portfolio
         equity = book.equity()
-        high_water = max(Decimal(self.store.get(HIGH_WATER_KEY) or 0), equity)
+        high_water = self._rebaselined(Decimal(self.store.get(HIGH_WATER_KEY) or 0), book)
+        high_water = max(high_water, equity)
         self.store.put(HIGH_WATER_KEY, str(high_water))
         reason = kill_switch_reason(equity, high_water, consecutive_failures, self.limits,
                                     MAX_CONSECUTIVE_FAILURES)
         if reason is not None:
             self.trip(equity, reason, salt, report)
+
+    def _rebaselined(self, high_water: Decimal, book: Portfolio) -> Decimal:
+        """The high-water mark moved by any deposit or withdrawal since the last reading, so
+        money the user moves is never read as a gain or a loss (see :mod:`bot.domain.flows`)."""
+        now = Reading.of(book)
+        saved = self.store.get(LAST_READING_KEY)
+        self.store.put(LAST_READING_KEY, now.to_dict())
+        if not saved or high_water <= 0:
+            return high_water
+        flow = external_flow(Reading.from_dict(saved), now, EXTERNAL_FLOW_THRESHOLD)
+        if flow is None:
+            return high_water
+        rebased = max(Decimal(0), high_water + flow)
+        self.log.warning("equity.external_flow", amount=str(flow.quantize(Decimal("0.01"))),
+                         kind="deposit" if flow > 0 else "withdrawal",
+                         equity=str(now.equity.quantize(Decimal("0.01"))),
+                         high_water_before=str(high_water.quantize(Decimal("0.01"))),
+                         high_water_after=str(rebased.quantize(Decimal("0.01"))))
+        return rebased
 
     def _funding_exits(self, salt: str, report: ExecutionReport) -> None:
         blocked = self.funding_blocked()
@@ -229,7 +255,8 @@ class RiskWatch:
         leaves the switch tripped and the next tick closes what is left."""
         high_water = self.store.get(HIGH_WATER_KEY)
         self.store.trip_kill_switch(reason, equity,
-                                    Decimal(high_water) if high_water else None)
+                                    Decimal(high_water) if high_water else None,
+                                    at=self.exchange.now())
         shown = None if equity is None else str(equity.quantize(Decimal("0.01")))
         try:
             positions = self._live_perps()
@@ -273,4 +300,5 @@ def clear_kill_switch(store: StateStore, cleared_by: str = "resume") -> KillSwit
     """
     tripped = store.clear_kill_switch(cleared_by)
     store.put(HIGH_WATER_KEY, None)
+    store.put(LAST_READING_KEY, None)
     return tripped

@@ -20,6 +20,9 @@ from sqlalchemy.orm import Session
 from bot.domain.models import OrderIntent, OrderResult, OrderStatus
 from bot.store.schema import FillRow, OrderEventRow, OrderRow, PlanRow
 
+STOP_CROSSED = "stop level crossed"
+"""How the risk watch names the close of a position found past its stop level."""
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -235,6 +238,20 @@ class OrderJournal:
                 break
             count += 1
         return count
+
+    def last_stop_outs(self) -> dict[str, datetime]:
+        """When each token's perp position was last stopped out (on the venue's clock): a
+        stop that fired, or the risk watch closing a position already past its stop."""
+        with self.session() as s:
+            rows = s.execute(
+                select(FillRow.token, FillRow.ts, OrderRow.order_type, OrderRow.reason)
+                .join(OrderRow, OrderRow.client_id == FillRow.client_id)
+                .where(FillRow.market == "perp")).all()
+        out: dict[str, datetime] = {}
+        for token, ts, order_type, reason in rows:
+            if order_type == "stop_market" or (reason or "").startswith(STOP_CROSSED):
+                out[token] = max(ts, out.get(token, ts))
+        return out
 
     def orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRow]:
         with self.session() as s:

@@ -114,14 +114,16 @@ class StateStore(OrderJournal):
                              .order_by(KillSwitchRow.id.desc()).limit(1)).first()
 
     def trip_kill_switch(self, reason: str, equity: Decimal | None = None,
-                         high_water: Decimal | None = None) -> KillSwitchRow:
-        """Record a trip; an already tripped switch is returned unchanged (one trip at a time)."""
+                         high_water: Decimal | None = None,
+                         at: datetime | None = None) -> KillSwitchRow:
+        """Record a trip; an already tripped switch is returned unchanged (one trip at a time).
+        ``at`` is the venue's clock (the simulated one in replay); default now."""
         with self.session() as s:
             active = s.scalars(select(KillSwitchRow).where(KillSwitchRow.cleared_at.is_(None))
                                .order_by(KillSwitchRow.id.desc()).limit(1)).first()
             if active is not None:
                 return active
-            row = KillSwitchRow(tripped_at=_utcnow(), reason=reason, equity=equity,
+            row = KillSwitchRow(tripped_at=at or _utcnow(), reason=reason, equity=equity,
                                 high_water=high_water)
             s.add(row)
             s.flush()
