@@ -154,6 +154,9 @@ def test_drawdown_trips_the_kill_switch_and_leaves_no_leverage_or_orders(rig: An
     assert trip is not None and trip.reason == tripped[0]["reason"]
     assert trip.high_water is not None and trip.equity is not None
     assert trip.equity <= trip.high_water * Decimal("0.75")
+    # Stamped on the venue's clock: the simulated day in a replay, not the wall clock
+    # (issue #11, case 4).
+    assert trip.tripped_at == T0 + timedelta(days=1)
     assert ex.fetch_positions() == []
     assert ex.fetch_open_orders(trigger=True) == [] and ex.fetch_open_orders() == []
     assert ex.fetch_balances().total["BTC"] == Decimal("0.2"), "spot is left alone"
