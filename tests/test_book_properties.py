@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -384,3 +385,31 @@ def test_two_wallets_settle_instead_of_rebalancing_forever() -> None:
         account = apply(account, plan)
     assert actions[-1] == "hold", actions
     assert account.futures == Decimal(10_000)  # the spot side never touched it
+
+
+def test_an_overlay_the_futures_wallet_cannot_margin_is_skipped_and_said(
+        tmp_path: Path) -> None:
+    """Two wallets and no transfer: the overlay is sized on the futures wallet alone; legs
+    it cannot margin are skipped as "unfunded", and ``sectorbot status`` lists them."""
+    from bot.service.executor import Executor
+    from bot.service.status import render_status
+    from bot.store.repo import StateStore
+    from tests.test_risk_watch import RecordingLog
+
+    prices = MARKET.prices(DAY0)
+    invested = Decimal(20_000)
+    tokens = {t: invested * Decimal(repr(w)) / prices[t] for t, w in PLAYBOOK_START.items()}
+    account = Account(Decimal(500), Decimal(0), tokens, {}, prices)
+    decision, plan = decide_and_plan(account, 0, frozenset(), None)
+    assert decision.overlay, "the rotation wants an overlay"
+    assert not [i for i in plan.intents if i.market is MarketKind.PERP and not i.reduce_only]
+    unfunded = [k for k in plan.skipped if k.reason.startswith("unfunded")]
+    assert {k.token for k in unfunded} == {leg.token for leg in decision.overlay}
+    store = StateStore(tmp_path / "s.sqlite3")
+    store.begin_plan(decision.decision_id)
+    Executor(None, store, RecordingLog()).execute(  # type: ignore[arg-type]
+        Plan((), plan.skipped, {}, store.plans()[0].plan_id), decision.decision_id, 0.08)
+    text = render_status(store)
+    assert "unfunded in the last plan" in text
+    assert all(f"{k.token} perp: unfunded" in text for k in unfunded)
+    store.close()

@@ -94,6 +94,9 @@ class Executor:
         for skip in plan.skipped:
             self.log.info("order.skipped", token=skip.token, market=skip.market.value,
                           reason=skip.reason, decision_id=decision_id)
+        if plan.plan_id and plan.skipped:
+            self.store.record_skips(plan.plan_id, [(k.token, k.market.value, k.reason)
+                                                   for k in plan.skipped])
         if plan.stop_distance:
             # Recorded first: the risk watch re-protects between cycles (and after a crash
             # in this plan) and must use the distance the plan chose, not its fallback.

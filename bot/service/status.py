@@ -62,4 +62,9 @@ def render_status(store: StateStore) -> str:
     orders = store.orders()
     filled = sum(1 for o in orders if o.status == "filled")
     lines.append(f"orders: {len(orders)} journalled, {filled} filled")
+    _, skips = store.last_plan_skips()
+    short = [k for k in skips if k.reason.startswith("unfunded") or "scaled" in k.reason]
+    if short:
+        lines.append("unfunded in the last plan (a wallet could not pay for these legs):")
+        lines.extend(f"  - {k.token} {k.market}: {k.reason}" for k in short)
     return "\n".join(lines)

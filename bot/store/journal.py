@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.domain.models import OrderIntent, OrderResult, OrderStatus
-from bot.store.schema import FillRow, OrderEventRow, OrderRow, PlanRow
+from bot.store.schema import FillRow, OrderEventRow, OrderRow, PlanRow, PlanSkipRow
 
 STOP_CROSSED = "stop level crossed"
 """How the risk watch names the close of a position found past its stop level."""
@@ -85,6 +85,25 @@ class OrderJournal:
             row = s.get(PlanRow, plan_id)
             if row is not None and row.completed_at is None:
                 row.completed_at = _utcnow()
+
+    def record_skips(self, plan_id: str, skips: Iterable[tuple[str, str, str]]) -> None:
+        """Keep the legs a plan did not send, ``(token, market, reason)``, once per plan."""
+        with self.session() as s:
+            if s.scalar(select(PlanSkipRow.id).where(PlanSkipRow.plan_id == plan_id)
+                        .limit(1)) is not None:
+                return
+            s.add_all(PlanSkipRow(plan_id=plan_id, token=t, market=m, reason=r)
+                      for t, m, r in skips)
+
+    def last_plan_skips(self) -> tuple[PlanRow | None, list[PlanSkipRow]]:
+        """The newest plan and what it left out."""
+        with self.session() as s:
+            plan = s.scalars(select(PlanRow).order_by(PlanRow.created_at.desc()).limit(1)).first()
+            if plan is None:
+                return None, []
+            return plan, list(s.scalars(select(PlanSkipRow)
+                                        .where(PlanSkipRow.plan_id == plan.plan_id)
+                                        .order_by(PlanSkipRow.id)))
 
     def plans(self, decision_id: str | None = None) -> list[PlanRow]:
         with self.session() as s:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Mirrors the numeric Alembic head revision into kv["schema_version"] for humans and for the
 # pre-Alembic detection (a database stamped "1" by create_all is revision 0001).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -130,6 +130,17 @@ class PlanRow(Base):
     decision_id: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class PlanSkipRow(Base):
+    """Revision 0005: a leg a plan did not send, and why (too small, unfunded, frozen)."""
+
+    __tablename__ = "plan_skips"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[str] = mapped_column(String(64), index=True)
+    token: Mapped[str] = mapped_column(String(32))
+    market: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class OrderEventRow(Base):
