@@ -60,6 +60,12 @@ class ExchangeSettings(_Section):
     """PEM file of CAs to verify the venue's TLS against (a TLS-intercepting corporate proxy)."""
     read_attempts: int = Field(5, ge=1, le=10)
     """Tries per venue read before it counts as failed (its signal then goes stale)."""
+    auto_transfer: bool = False
+    """Move USDT between the spot and futures wallets where the venue keeps two (Binance),
+    so each side can pay for its legs. Binance's demo hosts have no wallet API: live only.
+    Off, each side is sized on its own wallet and ``status`` lists what is unfunded."""
+    max_transfer_usdt: float = Field(1000.0, gt=0)
+    """The most one transfer may move (one per decision)."""
 
 
 class PaperSettings(_Section):

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,13 @@ from bot.exchange.ccxt_calls import (
     Scrubber,
 )
 from bot.exchange.ccxt_orders import OrderDesk
-from bot.exchange.port import Balances, ExchangeError, ExchangeUnavailable, OrderRejected
+from bot.exchange.port import (
+    Balances,
+    ExchangeError,
+    ExchangeUnavailable,
+    OrderRejected,
+    OutcomeUnknown,
+)
 from bot.exchange.venues import MODES, dec, hours_from_text, venue_for
 from bot.logs import url_secrets
 
@@ -422,6 +428,35 @@ class CcxtExchange:
     def cancel_order(self, result: OrderResult) -> None:
         with self._lock:
             self._orders.cancel(result)
+
+    def transfer_quote(self, amount: Decimal, to: MarketKind) -> str:
+        """Move ``amount`` USDT to the ``to`` wallet (from the other one); the venue's id.
+
+        Never retried here: a transfer whose answer was lost may have happened, so a
+        timeout or 5xx is ``OutcomeUnknown`` and the caller looks it up before anything
+        else (``find_transfer``). A refusal (funds, a venue without two wallets, demo hosts
+        without the wallet API) is ``OrderRejected``.
+        """
+        with self._lock:
+            exchange = self.exchange(MarketKind.SPOT)
+            wire = format(amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN), "f")
+            try:
+                return self._caller.once(exchange, lambda: self.venue.transfer(
+                    exchange, wire, to is MarketKind.PERP))
+            except ccxt.NotSupported as exc:
+                raise OrderRejected(self._caller.message("transfer", exc)) from exc
+            except ccxt.OperationFailed as exc:
+                raise OutcomeUnknown(self._caller.message("transfer: no answer", exc)) from exc
+            except ccxt.BaseError as exc:
+                raise self._caller.translate("transfer", exc, write=True) from exc
+
+    def find_transfer(self, amount: Decimal, to: MarketKind, since: datetime) -> str | None:
+        """The id of a transfer of ``amount`` USDT to ``to`` made since ``since``, if any."""
+        with self._lock:
+            exchange = self.exchange(MarketKind.SPOT)
+            wire = amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+            return self._caller.read(exchange, "find transfer", lambda: self.venue.find_transfer(
+                exchange, wire, to is MarketKind.PERP, int(since.timestamp() * 1000)))
 
 
 def _last_prices(exchange: Any, symbols: list[str]) -> dict[str, Any]:

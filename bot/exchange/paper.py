@@ -192,6 +192,12 @@ class PaperExchange:
             ))
         return out
 
+    def transfer_quote(self, amount: Decimal, to: MarketKind) -> str:
+        raise OrderRejected("the paper exchange has one wallet: nothing to transfer")
+
+    def find_transfer(self, amount: Decimal, to: MarketKind, since: datetime) -> str | None:
+        return None
+
     def fetch_prices(self, tokens: Iterable[str], market: MarketKind) -> dict[str, Decimal]:
         """Marks of the listed tokens that have one; spot and perp share the mark."""
         listed = self._spot_tokens if market is MarketKind.SPOT else self._perp_tokens

@@ -99,3 +99,12 @@ class ExchangePort(Protocol):
     def now(self) -> datetime:
         """The venue's clock (the simulated clock for the paper exchange)."""
         ...
+
+    def transfer_quote(self, amount: Decimal, to: MarketKind) -> str:
+        """Move USDT into the ``to`` wallet from the other one (venues with two wallets);
+        the venue's id. ``OutcomeUnknown`` when the answer was lost: never resend before
+        :meth:`find_transfer` came back empty."""
+        ...
+
+    def find_transfer(self, amount: Decimal, to: MarketKind, since: datetime) -> str | None:
+        ...

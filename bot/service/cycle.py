@@ -27,12 +27,21 @@ from bot.domain.params import StrategyParams
 from bot.domain.planner import plan_orders
 from bot.domain.risk import check_overlay
 from bot.domain.risk_limits import RiskLimits
-from bot.exchange.port import ExchangePort
+from bot.domain.wallets import pooled, wallet_transfer
+from bot.exchange.port import ExchangeError, ExchangePort, OutcomeUnknown
 from bot.service.executor import ExecutionReport, Executor
 from bot.service.risk_watch import RiskWatch
 from bot.store.repo import StateStore
 
 ROTATION_KEY = "engine.rotation"
+
+
+@dataclass(frozen=True)
+class TransferPolicy:
+    """``exchange.auto_transfer``: the most one transfer may move, and the least worth it."""
+
+    cap: Decimal
+    minimum: Decimal = Decimal(10)
 
 
 class SignalSource(Protocol):
@@ -90,7 +99,8 @@ class TradingCycle:
     def __init__(self, *, universe: Universe, params: StrategyParams, limits: RiskLimits,
                  exchange: ExchangePort, store: StateStore, signals: SignalSource,
                  log: Any, margin_mode: str = "isolated",
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 transfers: TransferPolicy | None = None) -> None:
         self.universe = universe
         self.params = params
         self.limits = limits
@@ -99,6 +109,7 @@ class TradingCycle:
         self.signals = signals
         self.log = log
         self.should_stop = should_stop or (lambda: False)
+        self.transfers = transfers
         self.executor = Executor(exchange, store, log, margin_mode,
                                  max_slippage=limits.max_slippage_fraction,
                                  should_stop=self.should_stop)
@@ -137,7 +148,10 @@ class TradingCycle:
         prior_raw = self.store.get(ROTATION_KEY)
         prior = rotation_state_from_dict(prior_raw) if prior_raw else None
         killed = self.risk.killed
-        decision = decide(snapshot, portfolio, self.universe, self.params, prior,
+        # With transfers on, the engine plans the account as one pool: the daemon moves
+        # USDT to the wallet that needs it before the orders go out.
+        view = pooled(portfolio) if self.transfers is not None else portfolio
+        decision = decide(snapshot, view, self.universe, self.params, prior,
                           kill_switch=self.limits.kill_switch_action if killed else None)
         self.store.save_decision(decision)
         self.store.put(ROTATION_KEY, rotation_state_to_dict(decision.rotation)
@@ -161,6 +175,8 @@ class TradingCycle:
                 self.log.warning("risk.blocked", rule=block.rule, token=block.token,
                                  detail=block.detail, decision_id=decision.decision_id)
             markets = self.exchange.load_markets()
+            if self.transfers is not None and self._balance_wallets(decision, portfolio):
+                portfolio = self.read_portfolio()
             plan = plan_orders(decision, portfolio, markets, overlay,
                                plan_id=self.store.begin_plan(decision.decision_id))
             report = self.executor.execute(plan, decision.decision_id,
@@ -175,6 +191,47 @@ class TradingCycle:
                       stops_placed=report.stops_placed,
                       equity=str(equity.quantize(Decimal("0.01"))))
         return CycleOutcome(decision, report, equity)
+
+    def _balance_wallets(self, decision: Decision, portfolio: Portfolio) -> bool:
+        """Move USDT between the spot and futures wallets if the decision needs it; True
+        when a transfer went through (the balances must be read again).
+
+        Write-ahead, like an order. A transfer whose answer was lost is looked up first; while
+        one stays unknown no new one is sent (two transfers would move twice the money).
+        """
+        policy = self.transfers
+        assert policy is not None
+        for row in self.store.transfers(("pending", "unknown")):
+            to = MarketKind(row.to_wallet)
+            try:
+                found = self.exchange.find_transfer(row.amount, to, row.created_at)
+            except ExchangeError as exc:
+                self.log.warning("wallet.transfer_unknown", transfer_id=row.transfer_id,
+                                 reason=str(exc))
+                return False
+            self.store.settle_transfer(row.transfer_id, "done" if found else "expired",
+                                       venue_id=found)
+        amount = wallet_transfer(decision, portfolio, policy.cap, policy.minimum)
+        if amount == 0:
+            return False
+        to = MarketKind.PERP if amount > 0 else MarketKind.SPOT
+        row = self.store.journal_transfer(abs(amount), to.value, decision.decision_id)
+        try:
+            venue_id = self.exchange.transfer_quote(abs(amount), to)
+        except OutcomeUnknown as exc:
+            self.store.settle_transfer(row.transfer_id, "unknown", error=str(exc))
+            self.log.warning("wallet.transfer_unknown", transfer_id=row.transfer_id,
+                             reason=str(exc))
+            return False
+        except ExchangeError as exc:
+            self.store.settle_transfer(row.transfer_id, "rejected", error=str(exc))
+            self.log.warning("wallet.transfer_rejected", transfer_id=row.transfer_id,
+                             amount=str(abs(amount)), to=to.value, reason=str(exc))
+            return False
+        self.store.settle_transfer(row.transfer_id, "done", venue_id=venue_id)
+        self.log.info("wallet.transfer", transfer_id=row.transfer_id, amount=str(abs(amount)),
+                      to=to.value, venue_id=venue_id, decision_id=decision.decision_id)
+        return True
 
     def _cooling(self, as_of: datetime, portfolio: Portfolio) -> frozenset[str]:
         """Tokens stopped out within ``stop_cooldown_days`` that hold no position now."""

@@ -44,7 +44,7 @@ from bot.config import Settings, load_universe
 from bot.domain.models import SectorSpec, Universe
 from bot.exchange.paper import PaperConfig, PaperExchange
 from bot.exchange.port import ExchangePort
-from bot.service.cycle import SignalSource, TradingCycle
+from bot.service.cycle import SignalSource, TradingCycle, TransferPolicy
 from bot.service.reconcile import reconcile
 from bot.service.replay_driver import PAPER_KEY, ReplayDriver, ReplaySignals
 from bot.service.venue import VenueStartupError, WallClock, build_venue
@@ -105,7 +105,9 @@ class Daemon:
         self.cycle = TradingCycle(
             universe=self.universe, params=settings.strategy, limits=settings.risk.limits(),
             exchange=self.exchange, store=self.store, signals=signals, log=log,
-            margin_mode=settings.exchange.margin_mode, should_stop=self._interrupted)
+            margin_mode=settings.exchange.margin_mode, should_stop=self._interrupted,
+            transfers=TransferPolicy(Decimal(str(settings.exchange.max_transfer_usdt)))
+            if settings.exchange.auto_transfer and settings.mode != "paper" else None)
         replay = isinstance(self.driver, ReplayDriver)
         resumed = isinstance(self.driver, ReplayDriver) and self.driver.resumed
         log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,

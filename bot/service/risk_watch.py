@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -254,9 +255,12 @@ class RiskWatch:
         The trip is recorded first, so a close that fails (the venue being what failed)
         leaves the switch tripped and the next tick closes what is left."""
         high_water = self.store.get(HIGH_WATER_KEY)
+        try:
+            at: datetime | None = self.exchange.now()
+        except ExchangeError:
+            at = None  # the venue may be what is failing: the trip must not wait for it
         self.store.trip_kill_switch(reason, equity,
-                                    Decimal(high_water) if high_water else None,
-                                    at=self.exchange.now())
+                                    Decimal(high_water) if high_water else None, at=at)
         shown = None if equity is None else str(equity.quantize(Decimal("0.01")))
         try:
             positions = self._live_perps()

@@ -18,7 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.domain.models import OrderIntent, OrderResult, OrderStatus
-from bot.store.schema import FillRow, OrderEventRow, OrderRow, PlanRow, PlanSkipRow
+from bot.store.schema import (
+    FillRow,
+    OrderEventRow,
+    OrderRow,
+    PlanRow,
+    PlanSkipRow,
+    TransferRow,
+)
 
 STOP_CROSSED = "stop level crossed"
 """How the risk watch names the close of a position found past its stop level."""
@@ -104,6 +111,34 @@ class OrderJournal:
             return plan, list(s.scalars(select(PlanSkipRow)
                                         .where(PlanSkipRow.plan_id == plan.plan_id)
                                         .order_by(PlanSkipRow.id)))
+
+    # -- wallet transfers ------------------------------------------------------------------
+    def journal_transfer(self, amount: Decimal, to_wallet: str,
+                         decision_id: str | None) -> TransferRow:
+        """Write a transfer before it is sent (status ``pending``)."""
+        now = _utcnow()
+        row = TransferRow(transfer_id=f"tr-{secrets.token_hex(8)}", decision_id=decision_id,
+                          amount=amount, to_wallet=to_wallet, status="pending",
+                          created_at=now, updated_at=now)
+        with self.session() as s:
+            s.add(row)
+        return row
+
+    def settle_transfer(self, transfer_id: str, status: str, venue_id: str | None = None,
+                        error: str | None = None) -> None:
+        with self.session() as s:
+            row = s.get(TransferRow, transfer_id)
+            if row is not None:
+                row.status, row.updated_at = status, _utcnow()
+                row.venue_id = venue_id or row.venue_id
+                row.error = error[:2000] if error else row.error
+
+    def transfers(self, statuses: Iterable[str] | None = None) -> list[TransferRow]:
+        with self.session() as s:
+            q = select(TransferRow).order_by(TransferRow.created_at)
+            if statuses is not None:
+                q = q.where(TransferRow.status.in_(list(statuses)))
+            return list(s.scalars(q))
 
     def plans(self, decision_id: str | None = None) -> list[PlanRow]:
         with self.session() as s:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Mirrors the numeric Alembic head revision into kv["schema_version"] for humans and for the
 # pre-Alembic detection (a database stamped "1" by create_all is revision 0001).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -141,6 +141,26 @@ class PlanSkipRow(Base):
     token: Mapped[str] = mapped_column(String(32))
     market: Mapped[str] = mapped_column(String(8))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class TransferRow(Base):
+    """Revision 0006: USDT moved between a venue's spot and futures wallets (write-ahead).
+
+    ``amount`` is positive; ``to_wallet`` is ``perp`` or ``spot``. Status: ``pending``
+    (written, maybe sent), ``done``, ``rejected``, ``unknown`` (sent, answer lost: looked up
+    before any new transfer), ``expired`` (looked up, never happened).
+    """
+
+    __tablename__ = "transfers"
+    transfer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+    to_wallet: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(24))
+    venue_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class OrderEventRow(Base):

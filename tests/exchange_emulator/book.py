@@ -147,6 +147,8 @@ class Book:
         self.algos: dict[int, AlgoOrder] = {}
         self.trades: list[Trade] = []
         self.funding_history: list[tuple[str, Decimal, int]] = []
+        #: universal transfers between the spot and USD-M wallets: (tranId, type, amount, ms)
+        self.transfers: list[tuple[int, str, Decimal, int]] = []
         self._ids = itertools.count(1000)
 
     # -- lookups ---------------------------------------------------------------------------
@@ -172,6 +174,27 @@ class Book:
                     algo_id is None and algo.client_algo_id == client_algo_id):
                 return algo
         raise VenueError(-2013, "Order does not exist.")
+
+    def transfer(self, kind: str, asset: str, amount: Decimal, now: int) -> int:
+        """``MAIN_UMFUTURE`` (spot -> USD-M) or ``UMFUTURE_MAIN``; USDT only, as the bot uses."""
+        if asset != "USDT" or amount <= 0:
+            raise VenueError(-1102, "Mandatory parameter 'amount' was not sent, was empty/null, "
+                             "or malformed.")
+        if kind == "MAIN_UMFUTURE":
+            if self.spot.get("USDT", ZERO) < amount:
+                raise VenueError(-5002, "You have insufficient balance.")
+            self.spot["USDT"] -= amount
+            self.wallet += amount
+        elif kind == "UMFUTURE_MAIN":
+            if self.free_margin() < amount:
+                raise VenueError(-5002, "You have insufficient balance.")
+            self.wallet -= amount
+            self.spot["USDT"] = self.spot.get("USDT", ZERO) + amount
+        else:
+            raise VenueError(-1100, f"Illegal characters found in parameter 'type'; {kind}")
+        tran_id = next(self._ids)
+        self.transfers.append((tran_id, kind, amount, now))
+        return tran_id
 
     def free_margin(self) -> Decimal:
         return self.wallet - sum((p.margin for p in self.positions.values()), ZERO)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from tests.exchange_emulator import dialect as d
@@ -160,6 +161,20 @@ def _funding_info(book: Book, p: dict[str, str], now: int) -> Any:
             if i.perp and i.funding_interval_hours != 8]
 
 
+def _transfer(book: Book, p: dict[str, str], now: int) -> Any:
+    return {"tranId": book.transfer(p.get("type", ""), p.get("asset", ""),
+                                    Decimal(p.get("amount") or "0"), now)}
+
+
+def _transfer_history(book: Book, p: dict[str, str], now: int) -> Any:
+    since = int(p.get("startTime", "0"))
+    rows = [{"asset": "USDT", "amount": format(amount, "f"), "type": kind,
+             "status": "CONFIRMED", "tranId": tran_id, "timestamp": at}
+            for tran_id, kind, amount, at in book.transfers
+            if kind == p.get("type") and at >= since]
+    return {"total": len(rows), "rows": rows}
+
+
 def _public(fn: Handler) -> Route:
     return Route(fn, signed=False)
 
@@ -186,6 +201,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/api/v3/order"): _signed(_get_order("spot", cancel=True)),
     ("GET", "/api/v3/openOrders"): _signed(_open_orders("spot")),
     ("GET", "/api/v3/myTrades"): _signed(_trades("spot")),
+    # wallet (not on Binance's demo hosts: live only)
+    ("POST", "/sapi/v1/asset/transfer"): _signed(_transfer),
+    ("GET", "/sapi/v1/asset/transfer"): _signed(_transfer_history),
     # USD-M futures: market data
     ("GET", "/fapi/v1/ping"): _public(lambda b, p, n: {}),
     ("GET", "/fapi/v1/time"): _public(_time),

@@ -58,6 +58,16 @@ class Venue:
     def enter_mode(self, exchange: Any, mode: Mode, kind: MarketKind) -> None:
         raise NotImplementedError
 
+    def transfer(self, exchange: Any, amount: str, to_futures: bool) -> str:
+        """Move USDT between the spot and futures wallets; returns the venue's id. Only
+        venues with separate wallets implement it."""
+        raise ccxt.NotSupported(f"{self.name}: one wallet serves spot and perps")
+
+    def find_transfer(self, exchange: Any, amount: Decimal, to_futures: bool,
+                      since_ms: int) -> str | None:
+        """The id of a transfer of ``amount`` in that direction made since ``since_ms``."""
+        raise ccxt.NotSupported(f"{self.name}: one wallet serves spot and perps")
+
     def wire_client_id(self, client_id: str) -> str:
         return client_id
 

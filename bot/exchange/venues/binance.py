@@ -91,6 +91,26 @@ class Binance(Venue):
                 out[symbol] = hours
         return out
 
+    def transfer(self, exchange: Any, amount: str, to_futures: bool) -> str:
+        """Universal transfer (``POST /sapi/v1/asset/transfer``) through ccxt's implicit API:
+        the unified ``transfer`` needs the currency list, a signed sapi call the adapter
+        turns off. Binance's demo and testnet hosts have no sapi at all, so this works live
+        only (ccxt refuses it before any request otherwise)."""
+        raw = exchange.sapiPostAssetTransfer({
+            "type": "MAIN_UMFUTURE" if to_futures else "UMFUTURE_MAIN",
+            "asset": QUOTE, "amount": amount})
+        return str(raw.get("tranId") or "")
+
+    def find_transfer(self, exchange: Any, amount: Decimal, to_futures: bool,
+                      since_ms: int) -> str | None:
+        raw = exchange.sapiGetAssetTransfer({
+            "type": "MAIN_UMFUTURE" if to_futures else "UMFUTURE_MAIN",
+            "startTime": since_ms, "size": 100})
+        for row in raw.get("rows") or []:
+            if row.get("asset") == QUOTE and dec(row.get("amount")) == amount:
+                return str(row.get("tranId") or "")
+        return None
+
     def perp_wallet(self, balance: dict[str, Any]) -> tuple[Decimal, Decimal]:
         """ccxt's USDT ``total`` is Binance's marginBalance, which includes unrealised PnL;
         the port wants the wallet (the core adds PnL from positions itself)."""
