@@ -291,12 +291,14 @@ def strategic_target(universe: Universe, report: SignalReport, regime: Regime,
 
     available = {Bucket.CORE: bool(core_seats), Bucket.ROTATIONAL: bool(rot_names),
                  Bucket.SPECULATIVE: bool(spec_names)}
-    if free <= 1e-12 or not any(available.values()):
-        if transition_sector is None or free <= 1e-12:
-            weights_out = dict(kept)
-            return Target(weights_out, bucket_totals(weights_out, universe), (), (), {}, None,
-                          0.0, tuple(reasons))
-        transition = free
+    if free <= 1e-12 or (not any(available.values()) and transition_sector is None):
+        weights_out = dict(kept)
+        return Target(weights_out, bucket_totals(weights_out, universe), (), (), {}, None,
+                      0.0, tuple(reasons))
+    if not any(available.values()):
+        # Nothing eligible but the sector being left: it keeps its capped part and the
+        # rest waits in cash (never bought back into the sector a rotation is leaving).
+        reasons.append("nothing else eligible: the rest of the book waits in cash")
     sizes = bucket_sizes(regime, transition / free, available, params)
 
     target: dict[str, float] = {}
@@ -330,15 +332,19 @@ def slow_move(current: Mapping[str, float], target: Mapping[str, float], max_shi
     """Step from the current book towards the target, selling at most ``max_shift`` of
     equity (all weights are shares of equity; cash is what they leave).
 
-    Returns the stepped weights, the step fraction ``a`` and the full sell-side shift (the
-    one-way turnover the target asks for). Only sales are rate-limited: buying with idle
-    cash is not a rotation, so an empty or partly invested book reaches its target at once.
-    Frozen tokens keep their current weight.
+    Returns the stepped weights, the sell step ``a`` and the full sell-side shift (the
+    one-way turnover the target asks for). Only sales are rate-limited: every sale moves
+    ``a`` of its way, and buys go towards the target as far as idle cash (above the target's
+    cash line) plus those sales' proceeds pay for, so an empty or partly invested book
+    reaches its target at once. Frozen tokens keep their current weight.
     """
     tokens = sorted((set(current) | set(target)) - frozen)
-    sells = sum(max(0.0, current.get(t, 0.0) - target.get(t, 0.0)) for t in tokens)
+    gaps = {t: target.get(t, 0.0) - current.get(t, 0.0) for t in tokens}
+    sells = sum(-g for g in gaps.values() if g < 0)
+    buys = sum(g for g in gaps.values() if g > 0)
     step = 1.0 if sells <= max_shift else max_shift / sells
-    moved = {t: current.get(t, 0.0) + step * (target.get(t, 0.0) - current.get(t, 0.0))
-             for t in tokens}
+    idle = max(0.0, (1.0 - sum(current.values())) - (1.0 - sum(target.values())))
+    funded = 1.0 if buys <= 0 else min(1.0, (idle + step * sells) / buys)
+    moved = {t: current.get(t, 0.0) + (step if g < 0 else funded) * g for t, g in gaps.items()}
     moved.update({t: current[t] for t in frozen if current.get(t, 0.0) > 0})
     return {t: w for t, w in sorted(moved.items()) if w > 1e-12}, step, sells

@@ -102,6 +102,16 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
 
     if equity <= 0:
         return hold("hold: no equity", prior)
+    if kill_switch is not None:
+        # Sells only, at the venue's prices (the book is valued at them): a signal feed
+        # that is down must not keep a tripped switch from getting out.
+        weights = kill_switch_weights(book, kill_switch, universe, frozenset())
+        reasons.append(f"kill switch tripped: no rotation, no overlay, spot {kill_switch}")
+        deviation, _ = largest_deviation(book, weights, universe)
+        action = REBALANCE if deviation > 1e-9 else HOLD
+        decision = _finish(snapshot, regime, action, weights, universe, 0.0, (),
+                           report.scores, prior, reasons)
+        return Evaluation(decision, book, None, report, 1.0 if action == REBALANCE else 0.0)
     if view.prices_stale:
         return hold("hold: prices stale; book and positions kept as they are, rotation not "
                     "advanced", prior)
@@ -109,14 +119,6 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
     symbols = {t.symbol for t in universe.all_tokens()}
     frozen = frozenset(t for t in book
                        if t in symbols and view.price_stale(t, params.max_price_age_days))
-    if kill_switch is not None:
-        weights = kill_switch_weights(book, kill_switch, universe, frozen)
-        reasons.append(f"kill switch tripped: no rotation, no overlay, spot {kill_switch}")
-        deviation, _ = largest_deviation(book, weights, universe)
-        action = REBALANCE if deviation > 1e-9 else HOLD
-        decision = _finish(snapshot, regime, action, weights, universe, 0.0, (),
-                           report.scores, prior, reasons, frozen)
-        return Evaluation(decision, book, None, report, 1.0 if action == REBALANCE else 0.0)
     outcome = advance_rotation(prior, report, universe, sector_weights(book, universe),
                                snapshot.as_of, params)
     reasons += outcome.reasons

@@ -31,20 +31,23 @@ class Reading:
     spot: Mapping[str, Decimal]
     perps: Mapping[str, Decimal]
     prices: Mapping[str, Decimal]
+    fills: int = 0
+    """How many fills the journal held: any fill in between (a leg opened and stopped out
+    within one interval leaves the holdings as they were) makes two readings incomparable."""
 
     @classmethod
-    def of(cls, portfolio: Portfolio) -> Reading:
+    def of(cls, portfolio: Portfolio, fills: int = 0) -> Reading:
         prices = dict(portfolio.prices)
         prices.update({t: p.mark_price for t, p in portfolio.perps.items()})
         return cls(portfolio.equity(), dict(portfolio.spot),
-                   {t: p.amount for t, p in portfolio.perps.items()}, prices)
+                   {t: p.amount for t, p in portfolio.perps.items()}, prices, fills)
 
     def to_dict(self) -> dict[str, Any]:
         def text(values: Mapping[str, Decimal]) -> dict[str, str]:
             return {k: format(v, "f") for k, v in sorted(values.items())}
 
         return {"equity": format(self.equity, "f"), "spot": text(self.spot),
-                "perps": text(self.perps), "prices": text(self.prices)}
+                "perps": text(self.perps), "prices": text(self.prices), "fills": self.fills}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reading:
@@ -52,7 +55,7 @@ class Reading:
             return {k: Decimal(v) for k, v in values.items()}
 
         return cls(Decimal(data["equity"]), numbers(data["spot"]), numbers(data["perps"]),
-                   numbers(data["prices"]))
+                   numbers(data["prices"]), int(data.get("fills", -1)))
 
 
 def market_move(before: Reading, after: Reading) -> Decimal:
@@ -84,10 +87,25 @@ def external_flow(before: Reading, after: Reading, threshold: float) -> Decimal 
 
 
 def _comparable(before: Reading, after: Reading) -> bool:
+    """Same holdings and no fill in between; a token priced in one reading is priced in the
+    other (a price that went missing changes equity, not the account). A holding priced in
+    neither (dust outside the universe) counts for nothing either time."""
+    if before.fills < 0 or before.fills != after.fills:
+        return False
+
     def held(values: Mapping[str, Decimal]) -> dict[str, Decimal]:
         return {t: a for t, a in values.items() if a != 0}
 
     if held(before.spot) != held(after.spot) or held(before.perps) != held(after.perps):
         return False
     tokens = set(held(before.spot)) | set(held(before.perps))
-    return all(before.prices.get(t, 0) > 0 and after.prices.get(t, 0) > 0 for t in tokens)
+    return all((before.prices.get(t, 0) > 0) == (after.prices.get(t, 0) > 0) for t in tokens)
+
+
+def rebased_high_water(high_water: Decimal, flow: Decimal, equity_after: Decimal) -> Decimal:
+    """The high-water mark scaled by the flow, so the drawdown it measures is unchanged: a
+    deposit or withdrawal during a drawdown neither hides nor deepens it."""
+    before_flow = equity_after - flow
+    if before_flow <= 0:
+        return max(Decimal(0), equity_after)
+    return high_water * equity_after / before_flow

@@ -114,12 +114,14 @@ def plan_orders(
     min_trade_fraction: float = 0.005,
     *,
     plan_id: str,
+    sell_only: bool = False,
 ) -> Plan:
     """The ordered legs that take ``portfolio`` to ``decision``'s targets.
 
     ``overlay`` is the decision's overlay after the risk check. ``min_trade_fraction`` of
     equity is the smallest spot change worth an order: below it, drift is tolerated.
     ``plan_id`` comes from the store (``begin_plan``); every order id is derived from it.
+    ``sell_only`` (a tripped kill switch): no buy and no perp open, whatever the weights say.
     """
     equity = portfolio.equity()
     intents: list[OrderIntent] = []
@@ -165,7 +167,7 @@ def plan_orders(
                 skipped.append(Skip(token, MarketKind.SPOT, why))
                 continue
             sells.append((token, amount))
-        elif delta_value > 0:
+        elif delta_value > 0 and not sell_only:
             buys.append((token, delta_value))
     proceeds = sum((a * portfolio.prices[t] for t, a in sells), Decimal(0))
     spendable = max(Decimal(0), (spot_cash(decision, portfolio, equity) + proceeds) * FEE_BUFFER)
@@ -238,7 +240,7 @@ def plan_orders(
             opens.append(_Open(token, side, amount, price, leverage or Decimal(1),
                                f"overlay: {o.reason}" if o else "overlay"))
     intents.extend(reduces)
-    for leg in _funded(opens, portfolio, markets, skipped):
+    for leg in ([] if sell_only else _funded(opens, portfolio, markets, skipped)):
         intents.append(order("open", leg.token, MarketKind.PERP, leg.side, leg.amount,
                              leverage=leg.leverage, reason=leg.reason,
                              reference_price=leg.price))

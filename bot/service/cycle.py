@@ -36,6 +36,9 @@ from bot.store.repo import StateStore
 ROTATION_KEY = "engine.rotation"
 
 
+TRANSFER_LOOKBACK = timedelta(minutes=5)
+
+
 @dataclass(frozen=True)
 class TransferPolicy:
     """``exchange.auto_transfer``: the most one transfer may move, and the least worth it."""
@@ -110,6 +113,9 @@ class TradingCycle:
         self.log = log
         self.should_stop = should_stop or (lambda: False)
         self.transfers = transfers
+        self._transfers_refused = False
+        """Set once the venue refuses a transfer (keys without the permission, a host without
+        the wallet API): from then on each side is planned on its own wallet."""
         self.executor = Executor(exchange, store, log, margin_mode,
                                  max_slippage=limits.max_slippage_fraction,
                                  should_stop=self.should_stop)
@@ -147,12 +153,15 @@ class TradingCycle:
         portfolio = self.read_portfolio()
         prior_raw = self.store.get(ROTATION_KEY)
         prior = rotation_state_from_dict(prior_raw) if prior_raw else None
-        killed = self.risk.killed
+        kill_action = self.risk.kill_action()
+        killed = kill_action is not None
         # With transfers on, the engine plans the account as one pool: the daemon moves
-        # USDT to the wallet that needs it before the orders go out.
-        view = pooled(portfolio) if self.transfers is not None else portfolio
+        # USDT to the wallet that needs it before the orders go out. Not while the kill
+        # switch is tripped (nothing is bought), nor once the venue refused a transfer.
+        pooling = self.transfers is not None and not killed and not self._transfers_refused
+        view = pooled(portfolio) if pooling else portfolio
         decision = decide(snapshot, view, self.universe, self.params, prior,
-                          kill_switch=self.limits.kill_switch_action if killed else None)
+                          kill_switch=kill_action)
         self.store.save_decision(decision)
         self.store.put(ROTATION_KEY, rotation_state_to_dict(decision.rotation)
                        if decision.rotation else None)
@@ -175,10 +184,11 @@ class TradingCycle:
                 self.log.warning("risk.blocked", rule=block.rule, token=block.token,
                                  detail=block.detail, decision_id=decision.decision_id)
             markets = self.exchange.load_markets()
-            if self.transfers is not None and self._balance_wallets(decision, portfolio):
+            if pooling and self._balance_wallets(decision, portfolio):
                 portfolio = self.read_portfolio()
             plan = plan_orders(decision, portfolio, markets, overlay,
-                               plan_id=self.store.begin_plan(decision.decision_id))
+                               plan_id=self.store.begin_plan(decision.decision_id),
+                               sell_only=killed)
             report = self.executor.execute(plan, decision.decision_id,
                                            self.limits.stop_loss_fraction)
         portfolio = self.read_portfolio()
@@ -204,14 +214,19 @@ class TradingCycle:
         for row in self.store.transfers(("pending", "unknown")):
             to = MarketKind(row.to_wallet)
             try:
-                found = self.exchange.find_transfer(row.amount, to, row.created_at)
+                # From a little before it was written: the venue's clock may run behind.
+                found = self.exchange.find_transfer(row.amount, to,
+                                                    row.created_at - TRANSFER_LOOKBACK)
             except ExchangeError as exc:
                 self.log.warning("wallet.transfer_unknown", transfer_id=row.transfer_id,
                                  reason=str(exc))
                 return False
-            self.store.settle_transfer(row.transfer_id, "done" if found else "expired",
+            self.store.settle_transfer(row.transfer_id,
+                                       "done" if found is not None else "expired",
                                        venue_id=found)
         amount = wallet_transfer(decision, portfolio, policy.cap, policy.minimum)
+        if amount < 0 and self.executor.margin_mode != "isolated":
+            amount = Decimal(0)  # in cross margin, free futures USDT keeps positions alive
         if amount == 0:
             return False
         to = MarketKind.PERP if amount > 0 else MarketKind.SPOT
@@ -226,7 +241,9 @@ class TradingCycle:
         except ExchangeError as exc:
             self.store.settle_transfer(row.transfer_id, "rejected", error=str(exc))
             self.log.warning("wallet.transfer_rejected", transfer_id=row.transfer_id,
-                             amount=str(abs(amount)), to=to.value, reason=str(exc))
+                             amount=str(abs(amount)), to=to.value, reason=str(exc),
+                             action="each side is now planned on its own wallet")
+            self._transfers_refused = True
             return False
         self.store.settle_transfer(row.transfer_id, "done", venue_id=venue_id)
         self.log.info("wallet.transfer", transfer_id=row.transfer_id, amount=str(abs(amount)),

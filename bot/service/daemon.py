@@ -106,8 +106,7 @@ class Daemon:
             universe=self.universe, params=settings.strategy, limits=settings.risk.limits(),
             exchange=self.exchange, store=self.store, signals=signals, log=log,
             margin_mode=settings.exchange.margin_mode, should_stop=self._interrupted,
-            transfers=TransferPolicy(Decimal(str(settings.exchange.max_transfer_usdt)))
-            if settings.exchange.auto_transfer and settings.mode != "paper" else None)
+            transfers=self._transfer_policy())
         replay = isinstance(self.driver, ReplayDriver)
         resumed = isinstance(self.driver, ReplayDriver) and self.driver.resumed
         log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,
@@ -119,6 +118,20 @@ class Daemon:
                                              else self.driver.cursor).isoformat())
         # Crash-only: every start settles what a previous run left unfinished.
         reconcile(self.exchange, self.store, log)
+
+    def _transfer_policy(self) -> TransferPolicy | None:
+        """``exchange.auto_transfer`` where it can work: a live venue (Binance's demo and
+        testnet hosts have no wallet API)."""
+        ex = self.settings.exchange
+        if not ex.auto_transfer:
+            return None
+        if self.settings.mode != "live":
+            self.log.warning("wallet.transfer_rejected", transfer_id=None, amount=None, to=None,
+                             reason=f"exchange.auto_transfer needs mode live, not "
+                                    f"{self.settings.mode}",
+                             action="each side is planned on its own wallet")
+            return None
+        return TransferPolicy(Decimal(str(ex.max_transfer_usdt)))
 
     def _wire_paper(self) -> SignalSource:
         """Replayed history on the simulated exchange (unchanged since paper mode shipped)."""

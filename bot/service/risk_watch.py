@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.domain.flows import Reading, external_flow
+from bot.domain.flows import Reading, external_flow, rebased_high_water
 from bot.domain.models import MarketKind, OrderIntent, PerpPosition, Portfolio, Side
 from bot.domain.risk import (
     excessive_funding,
@@ -36,6 +36,8 @@ from bot.store.repo import StateStore
 from bot.store.schema import KillSwitchRow
 
 HIGH_WATER_KEY = "risk.high_water"
+DRAWDOWN_TRIP = "drawdown"
+"""How a drawdown trip's reason starts (``bot.domain.risk.kill_switch_reason``)."""
 LAST_READING_KEY = "risk.last_reading"
 """The account as the previous kill-switch check saw it (to tell flows from P&L)."""
 EXTERNAL_FLOW_THRESHOLD = 0.03
@@ -77,6 +79,21 @@ class RiskWatch:
     @property
     def killed(self) -> bool:
         return self.store.active_kill_switch() is not None
+
+    def kill_action(self) -> str | None:
+        """What the spot book does while the switch is tripped (None: armed).
+
+        The configured action answers a *loss* (a drawdown trip). A trip for repeated failed
+        jobs says the bot cannot see or reach the venue, not that the strategy lost: it
+        closes perps (the risk watch does) and freezes spot, rather than selling the book at
+        the first price after a maintenance window.
+        """
+        trip = self.store.active_kill_switch()
+        if trip is None:
+            return None
+        if trip.reason.startswith(DRAWDOWN_TRIP):
+            return self.limits.kill_switch_action
+        return "freeze"
 
     def funding_blocked(self) -> set[str]:
         return set(self.store.get(FUNDING_BLOCK_KEY) or [])
@@ -181,7 +198,7 @@ class RiskWatch:
     def _rebaselined(self, high_water: Decimal, book: Portfolio) -> Decimal:
         """The high-water mark moved by any deposit or withdrawal since the last reading, so
         money the user moves is never read as a gain or a loss (see :mod:`bot.domain.flows`)."""
-        now = Reading.of(book)
+        now = Reading.of(book, self.store.fill_count())
         saved = self.store.get(LAST_READING_KEY)
         self.store.put(LAST_READING_KEY, now.to_dict())
         if not saved or high_water <= 0:
@@ -189,7 +206,7 @@ class RiskWatch:
         flow = external_flow(Reading.from_dict(saved), now, EXTERNAL_FLOW_THRESHOLD)
         if flow is None:
             return high_water
-        rebased = max(Decimal(0), high_water + flow)
+        rebased = rebased_high_water(high_water, flow, now.equity)
         self.log.warning("equity.external_flow", amount=str(flow.quantize(Decimal("0.01"))),
                          kind="deposit" if flow > 0 else "withdrawal",
                          equity=str(now.equity.quantize(Decimal("0.01"))),

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.domain.models import OrderIntent, OrderResult, OrderStatus
@@ -292,6 +292,11 @@ class OrderJournal:
                 break
             count += 1
         return count
+
+    def fill_count(self) -> int:
+        """How many fills the journal holds (a watermark: any new fill changes it)."""
+        with self.session() as s:
+            return int(s.scalar(select(func.count(FillRow.id))) or 0)
 
     def last_stop_outs(self) -> dict[str, datetime]:
         """When each token's perp position was last stopped out (on the venue's clock): a
