@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from bot import __version__
@@ -41,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check-config", help="print the effective config, secrets masked"))
     with_config(sub.add_parser("status", help="positions, balances and last decision"))
     with_config(sub.add_parser("resume", help="clear a tripped kill switch"))
+    backtest = with_config(sub.add_parser(
+        "backtest", help="run the strategy over history and write a report"))
+    backtest.add_argument("--out", type=Path, required=True,
+                          help="directory for report.html, metrics.json, equity.csv, trades.csv")
+    backtest.add_argument("--data-dir", type=Path, default=None,
+                          help="replay data (default: replay.data_dir, else the bundled sample)")
+    backtest.add_argument("--start", type=_day, default=None, help="first day (YYYY-MM-DD)")
+    backtest.add_argument("--end", type=_day, default=None, help="last day (YYYY-MM-DD)")
     explain = with_config(sub.add_parser("explain", help="explain the last or a given decision"))
     explain.add_argument("decision_id", nargs="?", help="decision id (prefix); default: last")
     return p
@@ -68,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _explain(settings, args.decision_id)
     if args.command == "resume":
         return _resume(settings)
+    if args.command == "backtest":
+        return _backtest(settings, args)
     return _run(settings, args)
 
 
@@ -93,6 +104,48 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.once or args.cycles:
         return daemon.run_cycles(1 if args.once else args.cycles)
     return daemon.run_forever()
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _backtest(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the paper daemon over history on a throwaway store, then write the report."""
+    if args.start and args.end and args.start > args.end:
+        return _fail_config([f"--start {args.start} is after --end {args.end}"])
+    if (args.out / ".state").exists():
+        return _fail_config([f"--out: {args.out} holds an earlier backtest; choose an empty "
+                             "directory"])
+    configure_logging("warning", settings.log.format)
+    from bot.backtest.command import backtest
+    from bot.backtest.runner import tty_progress
+    from bot.sources.replay import ReplayDataError
+
+    try:
+        result = backtest(settings, args.out, get_logger(), data_dir=args.data_dir,
+                          start=args.start, end=args.end, progress=tty_progress())
+    except (ReplayDataError, ValueError) as exc:
+        return _fail_config([str(exc)])
+    print(summary_line(result.metrics))
+    print(f"report: {args.out / 'report.html'}")
+    return EXIT_OK
+
+
+def summary_line(metrics: dict) -> str:  # type: ignore[type-arg]
+    """One line a user reads first: the strategy against BTC and the static buckets."""
+    s = metrics["strategy"]
+    parts = [f"sectorbot {s['total_return']:+.1%} (Sharpe {s['sharpe']:.2f}, "
+             f"max drawdown {s['max_drawdown']:.1%})"]
+    for name in ("BTC buy and hold", "static buckets"):
+        b = metrics["benchmarks"].get(name)
+        if b:
+            parts.append(f"{name} {b['total_return']:+.1%} (Sharpe {b['sharpe']:.2f}, "
+                         f"max drawdown {b['max_drawdown']:.1%})")
+    return f"{metrics['period']}: " + "; ".join(parts)
 
 
 def _open_store(settings: Settings, read_only: bool = False):  # type: ignore[no-untyped-def]

@@ -89,6 +89,8 @@ class ReplaySettings(_Section):
 
     data_dir: Path | None = None
     start: date | None = None
+    end: date | None = None
+    """Last simulated day (default: the data's last day)."""
     warmup_days: int = Field(240, ge=0, le=3650)
     step_days: int = Field(1, ge=1, le=30)
     tick_seconds: float = Field(1.0, gt=0, le=86_400)

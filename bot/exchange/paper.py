@@ -12,8 +12,9 @@ The money rules live in ``paper_ledger.py``; this module adds orders, marks and 
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -87,6 +88,7 @@ class PaperExchange:
         prices: Mapping[str, Decimal],
         funding: Mapping[str, FundingRate],
         ranges: Mapping[str, tuple[Decimal, Decimal]] | None = None,
+        settlements: Mapping[str, Sequence[tuple[datetime, FundingRate]]] | None = None,
     ) -> list[PaperEvent]:
         """Advance the clock to ``now``, set marks, then settle funding, stops, liquidations.
 
@@ -96,7 +98,9 @@ class PaperExchange:
         for tokens outside the universe are ignored; a token without a new price keeps its
         mark and its range is ignored. Funding is charged at the rates of this call only: a
         token left out of ``funding`` pays nothing for the period (the driver leaves out
-        stale rates), and ``fetch_funding_rates`` shows the same rates. Everything is
+        stale rates), and ``fetch_funding_rates`` shows the same rates. ``settlements``
+        (replayed history) charges each token's settlements of the period one by one, at the
+        rate each really had, instead of the latest rate over the whole period. Everything is
         validated before the first change, so a bad call leaves the exchange untouched.
         """
         if now.tzinfo is None:
@@ -128,8 +132,22 @@ class PaperExchange:
 
         events: list[PaperEvent] = []
         if previous is not None and now > previous:
-            hours = Decimal((now - previous) // _MICROSECOND) / _MICROS_PER_HOUR
-            events += self._ledger.settle_funding(self._marks, self._funding, hours)
+            if settlements is not None:
+                for token in sorted(settlements):
+                    if token not in self._perp_tokens:
+                        continue
+                    paid = [event for _when, rate in settlements[token]
+                            for event in self._ledger.settle_funding(
+                                self._marks, {token: rate}, Decimal(repr(rate.interval_hours)))]
+                    if paid:  # one event per token and period, as before, summed exactly
+                        first = paid[0]
+                        events.append(dataclasses.replace(
+                            first, cash_delta=sum((e.cash_delta for e in paid), Decimal(0)),
+                            detail=f"{len(paid)} settlement(s): "
+                                   + "; ".join(e.detail for e in paid)))
+            else:
+                hours = Decimal((now - previous) // _MICROSECOND) / _MICROS_PER_HOUR
+                events += self._ledger.settle_funding(self._marks, self._funding, hours)
         events += self._trigger_stops(bands)
         for token in self._ledger.crossed_liquidations(bands):
             low, high = bands[token]

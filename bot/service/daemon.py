@@ -147,7 +147,7 @@ class Daemon:
         self._start = settings.replay.start or (self.data.first_day + timedelta(
             days=settings.replay.warmup_days))
         self.driver = ReplayDriver(self.data, paper, self.store, self._start,
-                                   settings.replay.step_days, log)
+                                   settings.replay.step_days, log, end=settings.replay.end)
         return ReplaySignals(self.data, LOOKBACK_DAYS)
 
     def _wire_venue(self) -> SignalSource:

@@ -37,7 +37,7 @@ class ReplaySignals:
 
 class ReplayDriver:
     def __init__(self, data: ReplayData, exchange: PaperExchange, store: StateStore,
-                 start: date, step_days: int, log: Any) -> None:
+                 start: date, step_days: int, log: Any, end: date | None = None) -> None:
         self.data = data
         self.exchange = exchange
         self.store = store
@@ -49,7 +49,8 @@ class ReplayDriver:
         self.cursor = (datetime.fromisoformat(saved) if saved
                        else day_start(start) - self.step)
         self.resumed = saved is not None
-        self.end = day_start(data.last_day + timedelta(days=1))
+        last = data.last_day if end is None else min(end, data.last_day)
+        self.end = day_start(last + timedelta(days=1))
 
     def peek(self) -> datetime | None:
         nxt = self.cursor + self.step
@@ -66,9 +67,13 @@ class ReplayDriver:
             if rng is not None:
                 ranges[token] = (rng.low, rng.high)
         # Only funding settled recently: a rate from a data set that ended long ago must not
-        # be charged forever.
+        # be charged forever. Each settlement of the period is charged as it happened.
         funding = self.data.funding_rates(nxt, max_age=FUNDING_MAX_AGE)
-        events = self.exchange.update_market(nxt, self.data.marks(nxt), funding, ranges)
+        settlements = {t: self.data.funding_settlements(t, self.cursor, nxt)
+                       for t in self.data.funding_tokens}
+        events = self.exchange.update_market(nxt, self.data.marks(nxt), funding, ranges,
+                                             settlements={t: s for t, s in settlements.items()
+                                                          if s})
         for ev in events:
             self._log_event(ev, nxt)
         self.cursor = nxt

@@ -1,0 +1,203 @@
+"""The backtest's files: ``report.html`` (self-contained, offline), ``metrics.json``,
+``equity.csv`` and ``trades.csv``.
+
+The HTML embeds plotly.js once (no network, no build step) and one interactive chart per
+question: how did it do against simply holding (BTC, equal weight, the static buckets), how
+deep were the falls, where was the money (sectors and cash), when did it rotate and how did
+each rotation end, how much leverage and funding, and where the profit came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from bot.backtest.analysis import CASH, Analysis
+from bot.backtest.benchmarks import Curve
+from bot.backtest.runner import BookPoint
+
+COLORS = {"sectorbot": "#1f4e79", "BTC buy and hold": "#f7931a", "equal weight": "#7f7f7f",
+          "static buckets": "#2ca02c"}
+
+
+def write_csvs(out: Path, points: Sequence[BookPoint], curves: Sequence[Curve],
+               analysis: Analysis) -> None:
+    with (out / "equity.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["date", "equity", "cash", "gross_exposure", "net_exposure",
+                         "perp_leverage", "funding_cumulative",
+                         *[c.name.replace(" ", "_") for c in curves]])
+        for i, p in enumerate(points):
+            writer.writerow([p.ts.date().isoformat(), f"{p.equity:.2f}", f"{p.cash:.2f}",
+                             f"{analysis.gross[i]:.4f}", f"{analysis.net[i]:.4f}",
+                             f"{analysis.perp_leverage[i]:.4f}",
+                             f"{analysis.funding_cumulative[i]:.2f}",
+                             *[f"{c.values[i]:.2f}" for c in curves]])
+    with (out / "trades.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["date", "token", "sector", "market", "side", "amount", "price",
+                         "notional", "fee", "execution_cost", "kind", "reason"])
+        for t in analysis.trades:
+            writer.writerow([t.ts.date().isoformat(), t.token, t.sector, t.market, t.side,
+                             format(t.amount, "f"), format(t.price, "f"),
+                             f"{t.notional:.2f}", f"{t.fee:.4f}", f"{t.execution:.4f}",
+                             t.kind, t.reason])
+
+
+def write_metrics(out: Path, metrics: Mapping[str, Any]) -> None:
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n",
+                                      encoding="utf-8")
+
+
+def _layout(fig: go.Figure, title: str, yaxis: str, height: int = 420) -> go.Figure:
+    fig.update_layout(title=title, height=height, template="plotly_white",
+                      hovermode="x unified", margin={"l": 60, "r": 20, "t": 50, "b": 40},
+                      yaxis_title=yaxis, legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def figures(points: Sequence[BookPoint], curves: Sequence[Curve],
+            analysis: Analysis, drawdowns: Mapping[str, Sequence[float]]) -> list[go.Figure]:
+    dates = [p.ts for p in points]
+    equity = [float(p.equity) for p in points]
+    figs: list[go.Figure] = []
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=dates, y=equity, name="sectorbot",
+                             line={"color": COLORS["sectorbot"], "width": 2}))
+    for curve in curves:
+        fig.add_trace(go.Scatter(x=dates, y=list(curve.values), name=curve.name,
+                                 line={"color": COLORS.get(curve.name), "width": 1}))
+    fig.update_layout(updatemenus=[{
+        "type": "buttons", "direction": "right", "x": 0, "y": 1.12, "showactive": True,
+        "buttons": [{"label": "linear", "method": "relayout", "args": [{"yaxis.type": "linear"}]},
+                    {"label": "log", "method": "relayout", "args": [{"yaxis.type": "log"}]}]}])
+    figs.append(_layout(fig, "Equity against holding (same data, same costs)", "USDT"))
+
+    fig = go.Figure()
+    for name, series in drawdowns.items():
+        fig.add_trace(go.Scatter(x=dates, y=[-100 * d for d in series], name=name,
+                                 fill="tozeroy" if name == "sectorbot" else None,
+                                 line={"color": COLORS.get(name), "width": 1}))
+    figs.append(_layout(fig, "Drawdown from the running peak", "%"))
+
+    sectors = sorted({s for w in analysis.sector_weights for s in w} - {CASH})
+    fig = go.Figure()
+    for sector in [*sectors, CASH]:
+        fig.add_trace(go.Scatter(x=dates, y=[100 * w.get(sector, 0.0)
+                                             for w in analysis.sector_weights],
+                                 name=sector, stackgroup="book", mode="none"))
+    figs.append(_layout(fig, "Where the money was: spot by sector, and cash (% of equity)",
+                        "% of equity"))
+
+    fig = go.Figure()
+    colors = {"completed": "#2ca02c", "abandoned": "#d62728", "running": "#1f77b4"}
+    for r in analysis.rotations:
+        end = r.ended or dates[-1]
+        fig.add_trace(go.Scatter(
+            x=[r.started, end], y=[f"{r.from_sector} -> {r.to_sector}"] * 2,
+            mode="lines+markers", line={"color": colors[r.outcome], "width": 6},
+            name=r.outcome, showlegend=False,
+            hovertext=f"{r.from_sector} left, {r.to_sector} entered {r.started:%Y-%m-%d}; "
+                      f"{r.outcome}" + (f" {r.ended:%Y-%m-%d}" if r.ended else "")))
+    figs.append(_layout(fig, "Rotations: sector left -> sector entered (green completed, red "
+                        "abandoned, blue running)", "", height=max(300, 22 * len(
+                            {(r.from_sector, r.to_sector) for r in analysis.rotations}) + 120)))
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=dates, y=analysis.gross, name="gross exposure"))
+    fig.add_trace(go.Scatter(x=dates, y=analysis.net, name="net exposure"))
+    fig.add_trace(go.Scatter(x=dates, y=analysis.perp_leverage, name="perp notional / equity"))
+    figs.append(_layout(fig, "Exposure and leverage (x equity)", "x equity"))
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=dates, y=analysis.funding_cumulative, name="funding",
+                             fill="tozeroy"))
+    figs.append(_layout(fig, "Funding paid (-) and received (+), cumulative", "USDT"))
+
+    tokens = sorted(analysis.pnl_by_token, key=lambda t: analysis.pnl_by_token[t])
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=tokens, x=[float(analysis.pnl_by_token[t]) for t in tokens],
+                         orientation="h", name="mark-to-market P&L"))
+    fig.add_trace(go.Bar(y=tokens, x=[-float(analysis.fees_by_token.get(t, 0)) for t in tokens],
+                         orientation="h", name="fees"))
+    fig.update_layout(barmode="relative")
+    figs.append(_layout(fig, "P&L by token (USDT)", "", height=max(400, 18 * len(tokens))))
+    return figs
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pct(value: object) -> str:
+    return f"{float(value) * 100:.1f} %" if isinstance(value, int | float) else "-"
+
+
+def write_html(out: Path, title: str, metrics: Mapping[str, Any],
+               figs: Sequence[go.Figure], analysis: Analysis,
+               by_sector: Mapping[str, float]) -> Path:
+    names = ["sectorbot", *metrics["benchmarks"]]
+    rows_by = {"sectorbot": metrics["strategy"], **metrics["benchmarks"]}
+    summary = _table(["", "total return", "CAGR", "volatility", "Sharpe", "Sortino",
+                      "Calmar", "max drawdown", "drawdown dates"],
+                     [[n, _pct(rows_by[n]["total_return"]), _pct(rows_by[n]["cagr"]),
+                       _pct(rows_by[n]["volatility"]), f"{rows_by[n]['sharpe']:.2f}",
+                       f"{rows_by[n]['sortino']:.2f}", f"{rows_by[n]['calmar']:.2f}",
+                       _pct(rows_by[n]["max_drawdown"]),
+                       f"{rows_by[n]['max_drawdown_peak']} to {rows_by[n]['max_drawdown_trough']}"]
+                      for n in names])
+    costs = metrics["costs"]
+    activity = metrics["activity"]
+    facts = _table(["fees", "execution (slippage, stops off the close)", "funding",
+                    "turnover / year", "rotations started", "completed", "abandoned",
+                    "stop-outs"],
+                   [[f"{costs['fees']:.2f}", f"{costs['execution']:.2f}",
+                     f"{costs['funding']:.2f}", f"{activity['turnover_per_year']:.1f}x",
+                     str(activity["rotations_started"]), str(activity["rotations_completed"]),
+                     str(activity["rotations_abandoned"]), str(activity["stop_outs"])]])
+    sectors = _table(["sector", "P&L (USDT)"],
+                     [[s, f"{v:.2f}"] for s, v in sorted(by_sector.items(),
+                                                          key=lambda kv: kv[1])])
+    trades = _table(["date", "token", "sector", "market", "side", "amount", "price", "fee",
+                     "kind", "reason"],
+                    [[t.ts.date().isoformat(), t.token, t.sector, t.market, t.side,
+                      f"{t.amount:.6g}", f"{t.price:.6g}", f"{t.fee:.2f}", t.kind, t.reason]
+                     for t in analysis.trades])
+    charts = []
+    for i, fig in enumerate(figs):
+        charts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0),
+                                  config={"displaylogo": False}))
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; margin: 8px 0 24px; font-size: 13px; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+details {{ margin: 12px 0; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(metrics['period'])}. Starting equity {metrics['starting_equity']:.2f} USDT,
+final {metrics['final_equity']:.2f} USDT. Fees, slippage, funding and liquidations charged
+by the paper exchange; the benchmarks pay the same spot fee and slippage.</p>
+<h2>Against holding</h2>{summary}
+<h2>Costs and activity</h2>{facts}
+{''.join(charts)}
+<h2>P&amp;L by sector</h2>{sectors}
+<details><summary>Trades ({len(analysis.trades)})</summary>{trades}</details>
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
