@@ -101,9 +101,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         log.error("daemon.start_failed", error=str(exc), error_type=type(exc).__name__)
         print(f"start-up failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    if args.once or args.cycles:
-        return daemon.run_cycles(1 if args.once else args.cycles)
-    return daemon.run_forever()
+    code = (daemon.run_cycles(1 if args.once else args.cycles) if args.once or args.cycles
+            else daemon.run_forever())
+    if daemon.summary:
+        print(summary_line(daemon.summary), file=sys.stderr)
+    return code
 
 
 def _day(text: str) -> date:

@@ -98,6 +98,26 @@ def backtest(settings: Settings, out: Path, log: Any, data_dir: Path | None = No
     return BacktestResult(run, curves, analysis, metrics)
 
 
+def run_summary(store: Any, data: Any, universe: Any, settings: Settings) -> dict[str, Any]:
+    """The end-of-run figures of a paper replay (``sectorbot run``): the equity curve the
+    store holds against BTC buy-and-hold and the static buckets, on the same costs."""
+    curve = store.equity_curve()
+    if len(curve) < 2:
+        return {}
+    times = [p.ts for p in curve]
+    marks = [data.marks(t) for t in times]
+    paper = settings.paper
+    starting = Decimal(str(paper.starting_cash))
+    benchmarks = benchmark_curves(times, marks, universe, settings.strategy, starting,
+                                  Decimal(str(paper.spot_fee_bps + paper.slippage_bps)))
+    return {
+        "period": f"{times[0]:%Y-%m-%d} .. {times[-1]:%Y-%m-%d} ({len(times)} daily steps)",
+        "strategy": curve_metrics(times, [float(p.equity) for p in curve]),
+        "benchmarks": {c.name: curve_metrics(times, list(c.values)) for c in benchmarks
+                       if c.name != "equal weight"},
+    }
+
+
 def _drawdown_series(values: list[float]) -> list[float]:
     peak, out = 0.0, []
     for value in values:
@@ -106,4 +126,4 @@ def _drawdown_series(values: list[float]) -> list[float]:
     return out
 
 
-__all__ = ["BacktestResult", "backtest", "max_drawdown", "summarise"]
+__all__ = ["BacktestResult", "backtest", "max_drawdown", "run_summary", "summarise"]

@@ -90,6 +90,7 @@ class Daemon:
         # refuses every request, so nothing can follow the line that says we stopped.
         self.halted = threading.Event()
         self.unprotected: set[str] = set()
+        self.summary: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.cycles_done = 0
         self.failures: dict[str, int] = {"cycle": 0, "risk_watch": 0, "signals": 0}
@@ -376,6 +377,28 @@ class Daemon:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
+    def _summarise(self) -> None:
+        """Paper mode ends with how the run did against simply holding (``run.summary``)."""
+        if not isinstance(self.driver, ReplayDriver) or self.cycles_done == 0:
+            return
+        from bot.backtest.command import run_summary  # the report's figures, not its charts
+
+        try:
+            self.summary = run_summary(self.store, self.data, self.universe, self.settings)
+        except Exception as exc:  # a summary must never cost a clean stop
+            self.log.warning("run.summary_failed", error=str(exc))
+            return
+        if self.summary:
+            s = self.summary["strategy"]
+            self.log.info("run.summary", period=self.summary["period"],
+                          total_return=round(s["total_return"], 4),
+                          sharpe=round(s["sharpe"], 3),
+                          max_drawdown=round(s["max_drawdown"], 4),
+                          benchmarks={name: {"total_return": round(b["total_return"], 4),
+                                             "sharpe": round(b["sharpe"], 3),
+                                             "max_drawdown": round(b["max_drawdown"], 4)}
+                                      for name, b in self.summary["benchmarks"].items()})
+
     def shutdown(self) -> int:
         """Wait for the job in flight to end, persist, close, and say so (last line).
 
@@ -401,6 +424,7 @@ class Daemon:
         try:
             self.halted.set()  # the job has ended: nothing may be sent from here on
             self.driver.persist()
+            self._summarise()
             self.store.close()
             if isinstance(self.driver, WallClock):
                 self._venue_exchange.close()
