@@ -26,6 +26,7 @@ from bot.domain.models import (
     Side,
 )
 from bot.exchange.paper import PaperConfig, PaperEvent, PaperExchange
+from bot.exchange.paper_orders import KEEP_FINISHED
 from bot.exchange.port import ExchangePort, ExchangeUnavailable, OrderRejected
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -184,6 +185,27 @@ def test_duplicate_client_id_is_rejected_and_the_original_is_found() -> None:
     assert ex.fetch_order_by_client_id("d1-leg0", "SOL", SPOT) == first
     assert ex.fetch_order_by_client_id("d1-leg0", "SOL", PERP) is None
     assert ex.fetch_order_by_client_id("nope", "SOL", SPOT) is None
+
+
+def test_finished_orders_are_forgotten_in_bounds_but_open_stops_and_recent_ids_stay() -> None:
+    """A months-long paper run persists its book every step: finished orders beyond the
+    newest KEEP_FINISHED go, so the state does not grow with the run (it did: 490k order
+    encodes in one bundled backtest); open stops and recent client ids are kept."""
+    ex = exchange(SOL="100")
+    ex.set_leverage("SOL", D(2))
+    ex.place_order(order("p1", "SOL", PERP, BUY, "1"))
+    ex.place_order(stop("p1-stop", "SOL", SELL, "1", "80"))
+    for i in range(3 * KEEP_FINISHED):
+        ex.place_order(order(f"s{i}", "SOL", SPOT, BUY if i % 2 == 0 else SELL, "0.1"))
+    kept = ex.to_state()["orders"]["orders"]
+    assert len(kept) <= 2 * KEEP_FINISHED
+    assert "p1-stop" in {o["client_id"] for o in kept}
+    assert ex.fetch_open_orders(trigger=True)[0].client_id == "p1-stop"
+    last = f"s{3 * KEEP_FINISHED - 1}"
+    assert ex.fetch_order_by_client_id(last, "SOL", SPOT) is not None
+    with pytest.raises(OrderRejected, match="duplicate client order id"):
+        ex.place_order(order(last, "SOL", SPOT, BUY, "0.1"))
+    assert ex.fetch_order_by_client_id("s0", "SOL", SPOT) is None
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain.models import MarketSnapshot
+from bot.domain.market_view import DailyValues
+from bot.domain.models import DailySeries, MarketSnapshot, Series
 from bot.sources.replay import (
     ReplayData,
     ReplayDataError,
@@ -268,3 +269,19 @@ def test_bundled_sample_has_the_documented_tokens_range_and_values(sample: Repla
     assert all(t <= mid.as_of for t in _everything_visible(mid))
     late = sample.snapshot(at(2025, 1, 1))
     assert {"funding", "metric:tvl_usd"} <= late.stale and "prices" not in late.stale
+
+
+@pytest.mark.parametrize("as_of", [at(2020, 6, 2), at(2021, 11, 9, 13), at(2023, 3, 1),
+                                   at(2025, 7, 1)])
+def test_replay_day_series_read_exactly_as_their_points(sample: ReplayData,
+                                                        as_of: datetime) -> None:
+    """The replay hands the engine pre-split daily series (the fast path): they must read
+    the same days, values and newest stamp as the generic conversion of the same points."""
+    snap = sample.snapshot(as_of)
+    series = [*snap.closes.values(), *snap.quote_volumes.values(), *snap.highs.values(),
+              *snap.lows.values(),
+              *(s for per in snap.sector_metrics.values() for s in per.values())]
+    assert series and all(isinstance(s, DailySeries) for s in series)
+    for s in series:
+        assert DailyValues.from_series(s, as_of) == \
+            DailyValues.from_series(Series(s.points), as_of)

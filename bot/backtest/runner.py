@@ -88,7 +88,7 @@ def run_backtest(settings: Settings, log: Any, workdir: Path | None = None,
     store_file = run_settings.state.path
     if store_file.exists():
         raise FileExistsError(f"{store_file} exists: a backtest starts from an empty store")
-    daemon = Daemon(run_settings, log)
+    daemon = Daemon(run_settings, log, durable=False)
     run = BacktestRun(run_settings, store_path=store_file, daemon=daemon,
                       data_dir=daemon.data.root)
     driver = daemon.driver

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from bot.domain.models import MarketSnapshot, Series, TokenSpec
+from bot.domain.models import DailySeries, MarketSnapshot, Series, TokenSpec
 from bot.domain.params import StrategyParams
 from bot.domain.volatility import atr_fraction
 
@@ -28,6 +28,10 @@ class DailyValues:
 
     @classmethod
     def from_series(cls, series: Series, as_of: datetime) -> DailyValues:
+        if isinstance(series, DailySeries) and (not series.points
+                                                or series.points[-1][0] <= as_of):
+            last = series.points[-1][0] if series.points else None
+            return cls(series.days, series.floats, last)
         per_day: dict[date, float] = {}
         last_time: datetime | None = None
         for when, value in series.points:

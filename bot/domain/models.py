@@ -141,6 +141,23 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True)
+class DailySeries(Series):
+    """A series with at most one point per UTC day and only finite values, carrying its days
+    and values ready for lookups, so a decision does not re-derive them from the points.
+
+    A data source that already holds its history day by day (the replay) slices these in
+    O(1) per decision; :class:`bot.domain.market_view.DailyValues` takes them as they are.
+    """
+
+    days: tuple[date, ...] = ()
+    floats: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.days) != len(self.points) or len(self.floats) != len(self.points):
+            raise ValueError("DailySeries needs one day and one value per point")
+
+
+@dataclass(frozen=True, slots=True)
 class MarketSnapshot:
     """Everything the engine may know at ``as_of``, with freshness per signal.
 

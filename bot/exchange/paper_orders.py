@@ -1,7 +1,10 @@
-"""The paper exchange's order registry: every accepted order by client id, in placement order.
+"""The paper exchange's order registry: accepted orders by client id, in placement order.
 
-Keeping every order forever is what makes retries safe: a reused client id is refused like
-Binance's -4116, and ``fetch_order_by_client_id`` can answer for any order ever accepted.
+Keeping orders is what makes retries safe: a reused client id is refused like Binance's
+-4116, and ``fetch_order_by_client_id`` can answer for an order after a lost answer. Open
+orders are kept for as long as they are open; finished ones only the newest
+``KEEP_FINISHED`` (a journal settles an order within a step or two, and client ids are
+never reused), so the state the daemon persists every step does not grow with the run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ def is_stop(order: OrderResult) -> bool:
 def trigger_of(order: OrderResult) -> Decimal:
     assert order.trigger_price is not None, "stops always carry a trigger price"
     return order.trigger_price
+
+
+KEEP_FINISHED = 500
+"""Finished orders kept for lookups and duplicate-id checks (open ones are all kept)."""
 
 
 class OrderBook:
@@ -70,6 +77,10 @@ class OrderBook:
             timestamp=now,
         )
         self._orders[order.client_id] = order
+        # Every KEEP_FINISHED placements (seq is persisted): a restored book prunes at
+        # the same moments as one that never stopped.
+        if self._seq % KEEP_FINISHED == 0:
+            self.prune()
         return order
 
     def update(self, order: OrderResult, **changes: Any) -> None:
@@ -98,6 +109,12 @@ class OrderBook:
         if not triggers:
             return None
         return max(triggers) if long else min(triggers)
+
+    def prune(self, keep_finished: int = KEEP_FINISHED) -> None:
+        """Forget all but the newest ``keep_finished`` finished orders."""
+        finished = [cid for cid, o in self._orders.items() if o.status is not OrderStatus.OPEN]
+        for cid in finished[:max(0, len(finished) - keep_finished)]:
+            del self._orders[cid]
 
     def to_json(self) -> dict[str, Any]:
         return {"seq": self._seq, "orders": [order_to_json(o) for o in self._orders.values()]}

@@ -82,8 +82,11 @@ def restrict_universe(universe: Universe, available: set[str], log: Any) -> Univ
 
 
 class Daemon:
-    def __init__(self, settings: Settings, log: Any) -> None:
+    def __init__(self, settings: Settings, log: Any, durable: bool = True) -> None:
+        """``durable=False`` (a backtest on a throwaway store) skips the per-commit fsync;
+        everything else runs as in the daemon."""
         self.settings = settings
+        self.durable = durable
         self.log = log
         self.stop_event = threading.Event()
         # Set only once the shutdown bound has passed: from then on the venue adapter
@@ -142,7 +145,7 @@ class Daemon:
         self.universe = restrict_universe(load_universe(settings.universe_file),
                                           set(self.data.tokens), log)
         self._take_ownership()
-        self.store = StateStore(settings.state.target())
+        self.store = StateStore(settings.state.target(), durable=self.durable)
         paper = self._paper_exchange()
         self.exchange = paper
         self._start = settings.replay.start or (self.data.first_day + timedelta(

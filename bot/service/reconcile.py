@@ -60,7 +60,7 @@ def reconcile(exchange: ExchangePort, store: StateStore, log: Any) -> ReconcileR
                                   "open in the journal, unknown to the venue")
             log.warning("order.unknown", client_id=row.client_id,
                         reason="open in the journal, unknown to the venue")
-    journalled = {(o.token, o.market) for o in store.orders() if o.filled > 0}
+    journalled = store.traded()
     for position in exchange.fetch_positions():
         if position.amount != 0 and (position.token, MarketKind.PERP.value) not in journalled:
             report.adopted.append(position.token)

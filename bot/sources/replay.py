@@ -12,6 +12,7 @@ at its settlement. A query at ``as_of`` sees exactly the points stamped ``<= as_
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.data import bundled_sample_dir
-from bot.domain.models import FundingRate, MarketSnapshot, Series
+from bot.domain.models import DailySeries, FundingRate, MarketSnapshot, Series
 from bot.sources.replay_csv import (
     Candle,
     ReplayDataError,
@@ -66,18 +67,40 @@ class CandleRange:
 
 @dataclass(frozen=True, slots=True)
 class _Track:
-    """One time-ordered signal: times for ``bisect`` and points ready to slice into a Series."""
+    """One time-ordered signal: times for ``bisect`` and points ready to slice into a Series.
+
+    A daily track (one finite value per day: candles, sector metrics) also keeps its days
+    and values, so each decision's window is three tuple slices (a ``DailySeries``) rather
+    than a per-point conversion of 400 days of history.
+    """
 
     times: tuple[datetime, ...]
     points: tuple[tuple[datetime, float], ...]
+    days: tuple[date, ...] | None = None
+    floats: tuple[float, ...] | None = None
 
     def series(self, since: datetime, as_of: datetime) -> Series:
-        return Series(self.points[bisect_right(self.times, since):
-                                  bisect_right(self.times, as_of)])
+        lo, hi = bisect_right(self.times, since), bisect_right(self.times, as_of)
+        if self.days is not None and self.floats is not None:
+            return DailySeries(self.points[lo:hi], self.days[lo:hi], self.floats[lo:hi])
+        return Series(self.points[lo:hi])
 
 
 def _track(points: list[tuple[datetime, float]]) -> _Track:
+    points = sorted(points, key=lambda p: p[0])
     return _Track(tuple(t for t, _ in points), tuple(points))
+
+
+def _daily_track(points: list[tuple[datetime, float]]) -> _Track:
+    """A track of daily points; a day given twice keeps its later point, and a non-finite
+    value is dropped (missing stays missing), exactly as a decision would read them."""
+    per_day: dict[date, tuple[datetime, float]] = {}
+    for when, value in sorted(points, key=lambda p: p[0]):
+        if math.isfinite(value):
+            per_day[when.date()] = (when, value)
+    days = tuple(sorted(per_day))
+    kept = tuple(per_day[d] for d in days)
+    return _Track(tuple(t for t, _ in kept), kept, days, tuple(v for _, v in kept))
 
 
 # --------------------------------------------------------------------------------- queries
@@ -94,18 +117,18 @@ class ReplayData:
         self.tokens: tuple[str, ...] = tuple(self._candles)
         self._candle_times = {t: tuple(close_time(c.day) for c in cs)
                               for t, cs in self._candles.items()}
-        self._closes = {t: _track([(close_time(c.day), float(c.close)) for c in cs])
+        self._closes = {t: _daily_track([(close_time(c.day), float(c.close)) for c in cs])
                         for t, cs in self._candles.items()}
-        self._qvols = {t: _track([(close_time(c.day), float(c.quote_volume)) for c in cs])
+        self._qvols = {t: _daily_track([(close_time(c.day), float(c.quote_volume)) for c in cs])
                        for t, cs in self._candles.items()}
-        self._highs = {t: _track([(close_time(c.day), float(c.high)) for c in cs])
+        self._highs = {t: _daily_track([(close_time(c.day), float(c.high)) for c in cs])
                        for t, cs in self._candles.items()}
-        self._lows = {t: _track([(close_time(c.day), float(c.low)) for c in cs])
+        self._lows = {t: _daily_track([(close_time(c.day), float(c.low)) for c in cs])
                       for t, cs in self._candles.items()}
         self._funding = {t: tuple(rows) for t, rows in sorted(funding.items()) if rows}
         self._hourly = {t: _track([(w, float(r / i)) for w, r, i in rows])
                         for t, rows in self._funding.items()}
-        self._metrics = {s: {m: _track(pts) for m, pts in sorted(ms.items()) if pts}
+        self._metrics = {s: {m: _daily_track(pts) for m, pts in sorted(ms.items()) if pts}
                          for s, ms in sorted(metrics.items())}
         days = sorted({c.day for cs in self._candles.values() for c in cs})
         self._calendar = tuple(days)

@@ -71,7 +71,7 @@ def create_private_file(path: Path) -> None:
 
 
 def create_store_engine(target: StoreTarget, *, for_migrations: bool = False,
-                        read_only: bool = False) -> Engine:
+                        read_only: bool = False, durable: bool = True) -> Engine:
     """The engine the store runs on, or a short-lived one for migrating it.
 
     The migration engine holds no pool and, on SQLite, opens its transaction with
@@ -79,6 +79,8 @@ def create_store_engine(target: StoreTarget, *, for_migrations: bool = False,
     instead of both trying to add the same table. A ``read_only`` engine (``status``,
     ``explain``) cannot write: SQLite opens the file with ``mode=ro`` (never creating it),
     PostgreSQL sessions are read-only; it needs no owner lock beside a running daemon.
+    ``durable=False`` (a backtest's throwaway SQLite file) skips the fsync of every commit:
+    no crash can observe a backtest, so it need not survive one.
     """
     if read_only:
         return _read_only_engine(target)
@@ -90,7 +92,7 @@ def create_store_engine(target: StoreTarget, *, for_migrations: bool = False,
     create_private_file(target.path)
     engine = create_engine(target.url, poolclass=NullPool) if for_migrations else \
         create_engine(target.url)
-    event.listen(engine, "connect", _sqlite_on_connect(target.path))
+    event.listen(engine, "connect", _sqlite_on_connect(target.path, durable))
     if for_migrations:
         event.listen(engine, "connect", _sqlite_manual_transactions)
         event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -113,12 +115,12 @@ def _read_only_engine(target: StoreTarget) -> Engine:
     return create_engine("sqlite+pysqlite:///" + uri + "&uri=true", poolclass=NullPool)
 
 
-def _sqlite_on_connect(path: Path) -> Any:
+def _sqlite_on_connect(path: Path, durable: bool = True) -> Any:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed journal entry survives power loss, which the order journal relies on.
-        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=OFF")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
         make_siblings_private(path)

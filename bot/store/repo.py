@@ -64,7 +64,8 @@ class StateStore(OrderJournal):
     ``location`` names either for humans (without the password).
     """
 
-    def __init__(self, path_or_url: Path | str, *, read_only: bool = False) -> None:
+    def __init__(self, path_or_url: Path | str, *, read_only: bool = False,
+                 durable: bool = True) -> None:
         """Open (and migrate) the store; ``read_only`` opens it without writing anything,
         not even a migration, for commands that only look (``status``, ``explain``)."""
         target: StoreTarget = parse_target(path_or_url)
@@ -84,7 +85,7 @@ class StateStore(OrderJournal):
                 upgrade_to_head(migration_engine)
             finally:
                 migration_engine.dispose()
-            self.engine = create_store_engine(target)
+            self.engine = create_store_engine(target, durable=durable)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
