@@ -28,7 +28,7 @@ def trigger_of(order: OrderResult) -> Decimal:
     return order.trigger_price
 
 
-KEEP_FINISHED = 500
+KEEP_FINISHED = 200
 """Finished orders kept for lookups and duplicate-id checks (open ones are all kept)."""
 
 
@@ -37,6 +37,9 @@ class OrderBook:
 
     def __init__(self) -> None:
         self._orders: dict[str, OrderResult] = {}
+        # The JSON form of each order, made once per change: the book is persisted every
+        # step and most of its orders have not changed since the last one.
+        self._json: dict[str, dict[str, Any]] = {}
         self._seq = 0
 
     def __contains__(self, client_id: object) -> bool:
@@ -77,6 +80,7 @@ class OrderBook:
             timestamp=now,
         )
         self._orders[order.client_id] = order
+        self._json[order.client_id] = order_to_json(order)
         # Every KEEP_FINISHED placements (seq is persisted): a restored book prunes at
         # the same moments as one that never stopped.
         if self._seq % KEEP_FINISHED == 0:
@@ -84,7 +88,9 @@ class OrderBook:
         return order
 
     def update(self, order: OrderResult, **changes: Any) -> None:
-        self._orders[order.client_id] = replace(order, **changes)
+        changed = replace(order, **changes)
+        self._orders[order.client_id] = changed
+        self._json[order.client_id] = order_to_json(changed)
 
     def open_orders(self, trigger: bool) -> list[OrderResult]:
         return [o for o in self._orders.values()
@@ -115,9 +121,10 @@ class OrderBook:
         finished = [cid for cid, o in self._orders.items() if o.status is not OrderStatus.OPEN]
         for cid in finished[:max(0, len(finished) - keep_finished)]:
             del self._orders[cid]
+            del self._json[cid]
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self._seq, "orders": [order_to_json(o) for o in self._orders.values()]}
+        return {"seq": self._seq, "orders": [dict(self._json[cid]) for cid in self._orders]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> OrderBook:
@@ -125,4 +132,5 @@ class OrderBook:
         book._seq = int(data["seq"])
         orders: Sequence[dict[str, Any]] = data["orders"]
         book._orders = {o.client_id: o for o in map(order_from_json, orders)}
+        book._json = {cid: order_to_json(o) for cid, o in book._orders.items()}
         return book

@@ -80,8 +80,10 @@ class ReplayDriver:
         return nxt
 
     def persist(self) -> None:
-        self.store.put(PAPER_KEY, self.exchange.to_state())
-        self.store.put(CURSOR_KEY, self.cursor.isoformat())
+        # One transaction: a crash between two writes would pair the account with the
+        # wrong step.
+        self.store.put_many({PAPER_KEY: self.exchange.to_state(),
+                             CURSOR_KEY: self.cursor.isoformat()})
 
     def _log_event(self, ev: PaperEvent, when: datetime) -> None:
         fields = dict(token=ev.token, amount=str(ev.amount), price=str(ev.price),

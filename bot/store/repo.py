@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -103,9 +105,24 @@ class StateStore(OrderJournal):
             return None if row is None else json.loads(row.value)
 
     def put(self, key: str, value: Any) -> None:
+        self.put_many({key: value})
+
+    def put_many(self, values: Mapping[str, Any]) -> None:
+        """Write several keys in one transaction (all or none), each as one upsert rather
+        than a read-then-write through the ORM."""
+        now = _utcnow()
+        rows = [{"key": k, "value": json.dumps(v, sort_keys=True), "updated_at": now}
+                for k, v in values.items()]
+        if not rows:
+            return
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" \
+            else sqlite_insert
+        stmt = insert(KeyValueRow).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[KeyValueRow.key],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at})
         with self.session() as s:
-            s.merge(KeyValueRow(key=key, value=json.dumps(value, sort_keys=True),
-                                updated_at=_utcnow()))
+            s.execute(stmt)
 
     # -- kill switch -----------------------------------------------------------------------
     def active_kill_switch(self) -> KillSwitchRow | None:
