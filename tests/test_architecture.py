@@ -34,3 +34,19 @@ def test_domain_imports_only_stdlib_maths_and_itself() -> None:
         if bad:
             offenders[path.name] = sorted(bad)
     assert offenders == {}
+
+
+def test_paper_mode_never_imports_ccxt(tmp_path: Path) -> None:
+    """Paper mode talks to no venue: importing ccxt would only add half a second to every
+    start (and to every backtest worker). A fresh interpreter runs one paper cycle and
+    reports whether ccxt was loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom bot.cli import main\n"
+            "try:\n    main(['run', '--cycles', '1'])\nexcept SystemExit:\n    pass\n"
+            "print('CCXT', any(m.split('.')[0] == 'ccxt' for m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert "cycle.completed" in done.stderr + done.stdout, done.stderr[-2000:]
+    assert "CCXT False" in done.stdout, done.stdout[-500:]

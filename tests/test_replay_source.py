@@ -3,14 +3,16 @@ malformed input, and the bundled sample. Fixtures are real CSV directories in ``
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from bot.domain.market_view import DailyValues
-from bot.domain.models import DailySeries, MarketSnapshot, Series
+from bot.domain.market_view import DailyValues, MarketView
+from bot.domain.models import DailySeries, FiniteSeries, MarketSnapshot, Series
 from bot.sources.replay import (
     ReplayData,
     ReplayDataError,
@@ -285,3 +287,23 @@ def test_replay_day_series_read_exactly_as_their_points(sample: ReplayData,
     for s in series:
         assert DailyValues.from_series(s, as_of) == \
             DailyValues.from_series(Series(s.points), as_of)
+
+
+@pytest.mark.parametrize("as_of", [at(2021, 11, 9, 13), at(2023, 3, 1)])
+def test_replay_funding_read_exactly_as_its_points(sample: ReplayData, as_of: datetime) -> None:
+    """Replay funding comes as validated finite series (taken as they are): the view must
+    hold the same points as the generic, filtering conversion of the same points."""
+    snap = sample.snapshot(as_of)
+    assert snap.funding and all(isinstance(s, FiniteSeries) for s in snap.funding.values())
+    plain = replace(snap, funding={t: Series(s.points) for t, s in snap.funding.items()})
+    assert MarketView.build(snap).funding == MarketView.build(plain).funding
+
+
+def test_a_series_not_known_finite_is_still_filtered() -> None:
+    """Only a series that says it is finite skips the filter: a plain one keeps dropping
+    NaN and points after ``as_of``."""
+    as_of = at(2024, 1, 2)
+    points = ((at(2024, 1, 1), 0.0001), (at(2024, 1, 1, 8), math.nan),
+              (at(2024, 1, 3), 0.0002))
+    snap = MarketSnapshot(as_of=as_of, closes={}, funding={"ETH": Series(points)})
+    assert MarketView.build(snap).funding["ETH"] == ((at(2024, 1, 1), 0.0001),)

@@ -105,6 +105,7 @@ def run_backtest(settings: Settings, log: Any, workdir: Path | None = None,
                 progress(done, total, when)
     finally:
         daemon.stop_event.set()
+        daemon.driver.persist()  # the store ends holding the account it describes
     return run
 
 

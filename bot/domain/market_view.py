@@ -13,9 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from bot.domain.models import DailySeries, MarketSnapshot, Series, TokenSpec
+from bot.domain.models import DailySeries, FiniteSeries, MarketSnapshot, Series, TokenSpec
 from bot.domain.params import StrategyParams
 from bot.domain.volatility import atr_fraction
+
+
+def _finite_points(series: Series, as_of: datetime) -> tuple[tuple[datetime, float], ...]:
+    """The finite points of ``series`` up to ``as_of``."""
+    points = series.points
+    if isinstance(series, FiniteSeries) and (not points or points[-1][0] <= as_of):
+        return points
+    return tuple((w, float(v)) for w, v in points if w <= as_of and math.isfinite(v))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +106,7 @@ class MarketView:
                    for t, s in sorted(snapshot.quote_volumes.items())}
         metrics = {sector: {m: DailyValues.from_series(s, as_of) for m, s in sorted(per.items())}
                    for sector, per in sorted(snapshot.sector_metrics.items())}
-        funding = {t: tuple((w, float(v)) for w, v in s.points
-                            if w <= as_of and math.isfinite(v))
-                   for t, s in sorted(snapshot.funding.items())}
+        funding = {t: _finite_points(s, as_of) for t, s in sorted(snapshot.funding.items())}
         highs = {t: DailyValues.from_series(s, as_of) for t, s in sorted(snapshot.highs.items())}
         lows = {t: DailyValues.from_series(s, as_of) for t, s in sorted(snapshot.lows.items())}
         last_days = [d.last_day for d in closes.values() if d.last_day is not None]

@@ -141,6 +141,13 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True)
+class FiniteSeries(Series):
+    """A series whose values are all finite floats (time-ordered, as every series): a
+    source that validated its history once says so, and a decision takes the points as
+    they are instead of filtering every point again."""
+
+
+@dataclass(frozen=True, slots=True)
 class DailySeries(Series):
     """A series with at most one point per UTC day and only finite values, carrying its days
     and values ready for lookups, so a decision does not re-derive them from the points.

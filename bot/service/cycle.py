@@ -162,9 +162,9 @@ class TradingCycle:
         view = pooled(portfolio) if pooling else portfolio
         decision = decide(snapshot, view, self.universe, self.params, prior,
                           kill_switch=kill_action)
-        self.store.save_decision(decision)
-        self.store.put(ROTATION_KEY, rotation_state_to_dict(decision.rotation)
-                       if decision.rotation else None)
+        self.store.save_decision(decision, {
+            ROTATION_KEY: rotation_state_to_dict(decision.rotation)
+            if decision.rotation else None})
         self.log.info("decision.made", decision_id=decision.decision_id,
                       action=decision.action, regime=decision.regime.value,
                       confidence=round(decision.confidence, 4),

@@ -19,7 +19,7 @@ exits at once (exit status 1), leaving the journal for the next start to reconci
 
 Two clocks. Paper mode replays history: each tick advances the simulated clock (the
 ``ReplayDriver``) by ``replay.step_days`` every ``replay.tick_seconds``. Testnet, demo and live
-modes trade a real venue through ccxt on the wall clock (``bot.service.venue.WallClock``), and
+modes trade a real venue through ccxt on the wall clock (``bot.service.clock.WallClock``), and
 the jobs run every ``scheduler.cycle_seconds`` / ``signal_refresh_seconds`` /
 ``risk_watch_seconds``.
 """
@@ -44,10 +44,10 @@ from bot.config import Settings, load_universe
 from bot.domain.models import SectorSpec, Universe
 from bot.exchange.paper import PaperConfig, PaperExchange
 from bot.exchange.port import ExchangePort
+from bot.service.clock import WallClock
 from bot.service.cycle import SignalSource, TradingCycle, TransferPolicy
 from bot.service.reconcile import reconcile
 from bot.service.replay_driver import PAPER_KEY, ReplayDriver, ReplaySignals
-from bot.service.venue import VenueStartupError, WallClock, build_venue
 from bot.sources.replay import ReplayData, bundled_sample_dir
 from bot.store.engine import parse_target
 from bot.store.owner import OwnerLock, OwnerLockError, acquire_owner_lock
@@ -83,8 +83,9 @@ def restrict_universe(universe: Universe, available: set[str], log: Any) -> Univ
 
 class Daemon:
     def __init__(self, settings: Settings, log: Any, durable: bool = True) -> None:
-        """``durable=False`` (a backtest on a throwaway store) skips the per-commit fsync;
-        everything else runs as in the daemon."""
+        """``durable=False`` (a backtest on a throwaway store) skips the per-commit fsync
+        and the per-step write of the simulated account (no crash can observe either: the
+        store is never resumed); everything else runs as in the daemon."""
         self.settings = settings
         self.durable = durable
         self.log = log
@@ -159,6 +160,9 @@ class Daemon:
         (a second daemon must not even talk to the account), then the venue is reached
         (markets loaded, universe restricted), and only then is the state store opened, so
         a refused start writes nothing."""
+        # Imported here: ccxt takes half a second to import, and paper mode never needs it.
+        from bot.service.venue import VenueStartupError, build_venue
+
         self._take_ownership()
         try:
             venue = build_venue(self.settings, load_universe(self.settings.universe_file),
@@ -241,7 +245,10 @@ class Daemon:
                 # A leg filled in flight and its stop could not be confirmed: the daemon
                 # must not report a clean stop (a supervisor should restart it).
                 self.unprotected |= report.touched_perps
-            self.driver.persist()
+            if self.durable:
+                # A backtest's throwaway store is never resumed: its account is written
+                # once, at the end (``finish``), not after every step.
+                self.driver.persist()
             self.cycles_done += 1
             return True
 

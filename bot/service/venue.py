@@ -10,51 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import Settings
 from bot.domain.models import MarketKind, SectorSpec, TokenSpec, Universe
 from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryPolicy
 from bot.exchange.port import ExchangeError
+from bot.service.clock import WallClock
 from bot.sources.market import VenueSignals
 
 
 class VenueStartupError(Exception):
     """The venue cannot be used with this configuration (keys refused, nothing listed)."""
-
-
-class WallClock:
-    """The clock of a live daemon: decisions are taken ``as of`` the current UTC hour.
-
-    Every price signal is a daily candle stamped at its close (00:00 UTC), so any ``as_of``
-    within a day sees the same closes; funding and fetch failures change within the day,
-    though. Aligning to the hour lets the hourly signal job fetch anew (and so retry a fetch
-    that failed and left a signal stale), while cycles repeated within one hour reuse one
-    snapshot and, unless the book moved, one decision id and its orders' client ids. The risk
-    watch, which must be free to act again within the hour, salts its ids with the current
-    minute instead (:meth:`salt_time`).
-    """
-
-    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
-        self._now = now or (lambda: datetime.now(UTC))
-        self.cursor = self.as_of()
-        self.resumed = False
-
-    def as_of(self) -> datetime:
-        return self._now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-    def salt_time(self) -> datetime:
-        return self._now().astimezone(UTC).replace(second=0, microsecond=0)
-
-    def advance(self) -> datetime:
-        self.cursor = self.as_of()
-        return self.cursor
-
-    def persist(self) -> None:
-        """Nothing to keep: the venue holds the positions, the store the decisions."""
 
 
 @dataclass

@@ -21,7 +21,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.data import bundled_sample_dir
-from bot.domain.models import DailySeries, FundingRate, MarketSnapshot, Series
+from bot.domain.models import (
+    DailySeries,
+    FiniteSeries,
+    FundingRate,
+    MarketSnapshot,
+    Series,
+)
 from bot.sources.replay_csv import (
     Candle,
     ReplayDataError,
@@ -78,17 +84,21 @@ class _Track:
     points: tuple[tuple[datetime, float], ...]
     days: tuple[date, ...] | None = None
     floats: tuple[float, ...] | None = None
+    finite: bool = False
 
     def series(self, since: datetime, as_of: datetime) -> Series:
         lo, hi = bisect_right(self.times, since), bisect_right(self.times, as_of)
         if self.days is not None and self.floats is not None:
             return DailySeries(self.points[lo:hi], self.days[lo:hi], self.floats[lo:hi])
+        if self.finite:
+            return FiniteSeries(self.points[lo:hi])
         return Series(self.points[lo:hi])
 
 
 def _track(points: list[tuple[datetime, float]]) -> _Track:
     points = sorted(points, key=lambda p: p[0])
-    return _Track(tuple(t for t, _ in points), tuple(points))
+    return _Track(tuple(t for t, _ in points), tuple(points),
+                  finite=all(math.isfinite(v) for _, v in points))
 
 
 def _daily_track(points: list[tuple[datetime, float]]) -> _Track:

@@ -108,8 +108,12 @@ class StateStore(OrderJournal):
         self.put_many({key: value})
 
     def put_many(self, values: Mapping[str, Any]) -> None:
-        """Write several keys in one transaction (all or none), each as one upsert rather
-        than a read-then-write through the ORM."""
+        """Write several keys in one transaction (all or none)."""
+        with self.session() as s:
+            self._upsert(s, values)
+
+    def _upsert(self, s: Session, values: Mapping[str, Any]) -> None:
+        """Each key as one upsert rather than a read-then-write through the ORM."""
         now = _utcnow()
         rows = [{"key": k, "value": json.dumps(v, sort_keys=True), "updated_at": now}
                 for k, v in values.items()]
@@ -121,8 +125,7 @@ class StateStore(OrderJournal):
         stmt = stmt.on_conflict_do_update(
             index_elements=[KeyValueRow.key],
             set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at})
-        with self.session() as s:
-            s.execute(stmt)
+        s.execute(stmt)
 
     # -- kill switch -----------------------------------------------------------------------
     def active_kill_switch(self) -> KillSwitchRow | None:
@@ -161,9 +164,14 @@ class StateStore(OrderJournal):
             return list(s.scalars(select(KillSwitchRow).order_by(KillSwitchRow.id)))
 
     # -- decisions -------------------------------------------------------------------------
-    def save_decision(self, decision: Decision) -> None:
+    def save_decision(self, decision: Decision,
+                      state: Mapping[str, Any] | None = None) -> None:
+        """Keep a decision (once: a cycle re-run after a crash keeps the first) and, in the
+        same transaction, the engine state it leaves (``state``: keys to write), so the
+        store never holds one without the other."""
         payload = json.dumps(decision_to_dict(decision), sort_keys=True)
         with self.session() as s:
+            self._upsert(s, state or {})
             if s.get(DecisionRow, decision.decision_id) is not None:
                 return
             seq = (s.scalar(select(func.max(DecisionRow.seq))) or 0) + 1
