@@ -265,3 +265,26 @@ def test_locations_parse_to_the_right_backend(tmp_path: Path) -> None:
     for bad in ("sqlite://", "sqlite:///:memory:", "mysql://u@h/db"):
         with pytest.raises(ValueError):
             parse_target(bad)
+
+
+def test_traded_names_every_pair_with_a_fill_and_none_without(
+        open_store: Callable[[], StateStore]) -> None:
+    """Reconciliation asks which (token, market) we ever filled on. The database answers
+    from the decimal text: tiny, large and trailing-zero fills count; zero in any spelling
+    does not."""
+    store = open_store()
+    cases = {"sb-a": ("SOL", MarketKind.SPOT, "0.000000000000000001"),
+             "sb-b": ("ETH", MarketKind.PERP, "10"),
+             "sb-c": ("ARB", MarketKind.SPOT, "0.000"),
+             "sb-d": ("OP", MarketKind.PERP, "0"),
+             "sb-e": ("LINK", MarketKind.SPOT, "1.10"),
+             "sb-f": ("SOL", MarketKind.PERP, "0E-8")}
+    for cid, (token, market, filled) in cases.items():
+        store.journal_intent(OrderIntent(cid, token, market, Side.BUY, Decimal(5),
+                                         reason="t"), "d1")
+        status = OrderStatus.FILLED if Decimal(filled) else OrderStatus.CANCELED
+        store.journal_result(OrderResult(cid, f"v-{cid}", token, market, Side.BUY,
+                                         OrderType.MARKET, status, Decimal(5),
+                                         Decimal(filled), Decimal(100), Decimal(0),
+                                         timestamp=T0))
+    assert store.traded() == {("SOL", "spot"), ("ETH", "perp"), ("LINK", "spot")}

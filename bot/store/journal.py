@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from bot.domain.models import OrderIntent, OrderResult, OrderStatus
@@ -294,11 +294,17 @@ class OrderJournal:
         return count
 
     def traded(self) -> set[tuple[str, str]]:
-        """Every (token, market) an order of ours ever filled on, reading three columns
-        rather than loading the whole order journal as objects."""
+        """Every (token, market) an order of ours ever filled on.
+
+        Asked by every reconciliation, so the database does the work: ``filled`` is decimal
+        text (never negative), non-zero exactly when it holds a digit 1-9, and only the
+        distinct pairs come back, however long the journal grows."""
+        text = type_coerce(OrderRow.filled, String)
+        nonzero = or_(*(text.contains(digit, autoescape=True) for digit in "123456789"))
         with self.session() as s:
-            rows = s.execute(select(OrderRow.token, OrderRow.market, OrderRow.filled)).all()
-        return {(token, market) for token, market, filled in rows if filled > 0}
+            rows = s.execute(select(OrderRow.token, OrderRow.market).where(nonzero)
+                             .distinct()).all()
+        return {(token, market) for token, market in rows}
 
     def fill_count(self) -> int:
         """How many fills the journal holds (a watermark: any new fill changes it)."""

@@ -119,13 +119,14 @@ class StateStore(OrderJournal):
                 for k, v in values.items()]
         if not rows:
             return
+        # One statement with bound parameters (compiled once and cached), executed per row.
         insert = postgresql_insert if self.engine.dialect.name == "postgresql" \
             else sqlite_insert
-        stmt = insert(KeyValueRow).values(rows)
+        stmt = insert(KeyValueRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=[KeyValueRow.key],
             set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at})
-        s.execute(stmt)
+        s.execute(stmt, rows)
 
     # -- kill switch -----------------------------------------------------------------------
     def active_kill_switch(self) -> KillSwitchRow | None:
