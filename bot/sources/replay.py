@@ -127,14 +127,16 @@ class ReplayData:
         self.tokens: tuple[str, ...] = tuple(self._candles)
         self._candle_times = {t: tuple(close_time(c.day) for c in cs)
                               for t, cs in self._candles.items()}
-        self._closes = {t: _daily_track([(close_time(c.day), float(c.close)) for c in cs])
-                        for t, cs in self._candles.items()}
-        self._qvols = {t: _daily_track([(close_time(c.day), float(c.quote_volume)) for c in cs])
-                       for t, cs in self._candles.items()}
-        self._highs = {t: _daily_track([(close_time(c.day), float(c.high)) for c in cs])
-                       for t, cs in self._candles.items()}
-        self._lows = {t: _daily_track([(close_time(c.day), float(c.low)) for c in cs])
-                      for t, cs in self._candles.items()}
+
+        def track(token: str, field: str) -> _Track:
+            return _daily_track([(w, float(getattr(c, field))) for w, c in
+                                 zip(self._candle_times[token], self._candles[token],
+                                     strict=True)])
+
+        self._closes = {t: track(t, "close") for t in self._candles}
+        self._qvols = {t: track(t, "quote_volume") for t in self._candles}
+        self._highs = {t: track(t, "high") for t in self._candles}
+        self._lows = {t: track(t, "low") for t in self._candles}
         self._funding = {t: tuple(rows) for t, rows in sorted(funding.items()) if rows}
         self._hourly = {t: _track([(w, float(r / i)) for w, r, i in rows])
                         for t, rows in self._funding.items()}

@@ -8,6 +8,7 @@ naming the file, the line and the reason, so a bad file fails at start-up.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class ReplayDataError(ValueError):
         self.reason = reason
 
 
+@functools.cache
 def close_time(day: date) -> datetime:
     """When the daily row dated ``day`` becomes visible: the next day at 00:00 UTC."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
