@@ -208,6 +208,27 @@ def test_finished_orders_are_forgotten_in_bounds_but_open_stops_and_recent_ids_s
     assert ex.fetch_order_by_client_id("s0", "SOL", SPOT) is None
 
 
+def test_a_stop_placed_long_ago_and_cancelled_now_outlives_the_next_prune() -> None:
+    """Pruning forgets the orders that *finished* longest ago. A stop held for weeks and
+    cancelled by the venue when its position closed must still be found at the next
+    reconcile, even if a prune falls in between (it was forgotten by placement order)."""
+    ex = exchange(SOL="100")
+    ex.set_leverage("SOL", D(2))
+    ex.place_order(order("p1", "SOL", PERP, BUY, "1"))
+    ex.place_order(stop("p1-stop", "SOL", SELL, "1", "80"))
+    for i in range(2 * KEEP_FINISHED - 4):  # placements 3 .. 2 * KEEP_FINISHED - 2
+        ex.place_order(order(f"s{i}", "SOL", SPOT, BUY if i % 2 == 0 else SELL, "0.1"))
+    ex.place_order(order("close", "SOL", PERP, SELL, "1", reduce_only=True))  # stop cancelled
+    ex.place_order(order("next", "SOL", SPOT, BUY, "0.1"))  # 2 * KEEP_FINISHED: prunes
+    found = ex.fetch_order_by_client_id("p1-stop", "SOL", PERP, trigger=True)
+    assert found is not None and found.status is OrderStatus.CANCELED
+    restored = PaperExchange.from_state(PaperConfig(), json.loads(json.dumps(ex.to_state())))
+    for book in (ex, restored):
+        for i in range(KEEP_FINISHED // 2):
+            book.place_order(order(f"t{i}", "SOL", SPOT, BUY if i % 2 == 0 else SELL, "0.1"))
+    assert ex.to_state() == restored.to_state()
+
+
 # --------------------------------------------------------------------------------------------
 # Perps: margin, reduce-only, leverage
 # --------------------------------------------------------------------------------------------

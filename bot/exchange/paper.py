@@ -115,6 +115,12 @@ class PaperExchange:
         for token, rate in funding.items():
             if not math.isfinite(rate.hourly_rate):
                 raise ValueError(f"funding rate for {token} must be finite")
+        for token, due in (settlements or {}).items():
+            for _when, rate in due:
+                if not (math.isfinite(rate.hourly_rate) and math.isfinite(rate.interval_hours)
+                        and rate.interval_hours > 0):
+                    raise ValueError(f"funding settlement for {token} must be finite "
+                                     f"with a positive interval")
         marks = {**self._marks, **new_marks}
         bands: dict[str, tuple[Decimal, Decimal]] = {}
         for token, mark in marks.items():
@@ -227,8 +233,9 @@ class PaperExchange:
     def fetch_order_by_client_id(
         self, client_id: str, token: str, market: MarketKind, trigger: bool = False
     ) -> OrderResult | None:
-        """Any order ever accepted, in any state. Like Binance, stops (algo orders) are only
-        found with ``trigger=True`` and plain orders only without it."""
+        """An accepted order in any state: every open one, and the most recently finished
+        (``KEEP_FINISHED``; a venue, too, forgets old orders). Like Binance, stops (algo
+        orders) are only found with ``trigger=True`` and plain orders only without it."""
         order = self._orders.get(client_id)
         if order is None or order.token != token or order.market is not market:
             return None

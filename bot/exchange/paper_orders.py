@@ -89,8 +89,15 @@ class OrderBook:
 
     def update(self, order: OrderResult, **changes: Any) -> None:
         changed = replace(order, **changes)
-        self._orders[order.client_id] = changed
-        self._json[order.client_id] = order_to_json(changed)
+        cid = order.client_id
+        if order.status is OrderStatus.OPEN and changed.status is not OrderStatus.OPEN:
+            # Finished just now: it moves to the back, so pruning forgets the orders that
+            # finished longest ago, never one whose end the journal has not seen yet (a stop
+            # placed weeks ago and cancelled by the venue in this very step).
+            self._orders.pop(cid, None)
+            self._json.pop(cid, None)
+        self._orders[cid] = changed
+        self._json[cid] = order_to_json(changed)
 
     def open_orders(self, trigger: bool) -> list[OrderResult]:
         return [o for o in self._orders.values()
@@ -117,7 +124,8 @@ class OrderBook:
         return max(triggers) if long else min(triggers)
 
     def prune(self, keep_finished: int = KEEP_FINISHED) -> None:
-        """Forget all but the newest ``keep_finished`` finished orders."""
+        """Forget all but the ``keep_finished`` most recently finished orders (the book keeps
+        them in the order they finished; a restored book keeps that order too)."""
         finished = [cid for cid, o in self._orders.items() if o.status is not OrderStatus.OPEN]
         for cid in finished[:max(0, len(finished) - keep_finished)]:
             del self._orders[cid]

@@ -61,6 +61,9 @@ job's success (the hourly signal refresh, which marks what it could not read sta
 resets another's run of failures."""
 
 
+BACKTEST_MARK_KEY = "store.backtest"
+
+
 class StartupError(Exception):
     """The daemon cannot start with this configuration (exit status 2)."""
 
@@ -147,6 +150,7 @@ class Daemon:
                                           set(self.data.tokens), log)
         self._take_ownership()
         self.store = StateStore(settings.state.target(), durable=self.durable)
+        self._claim_purpose()
         paper = self._paper_exchange()
         self.exchange = paper
         self._start = settings.replay.start or (self.data.first_day + timedelta(
@@ -154,6 +158,17 @@ class Daemon:
         self.driver = ReplayDriver(self.data, paper, self.store, self._start,
                                    settings.replay.step_days, log, end=settings.replay.end)
         return ReplaySignals(self.data, LOOKBACK_DAYS)
+
+    def _claim_purpose(self) -> None:
+        """A backtest store (not durable, its account written only at the end) is marked
+        as such, and a daemon refuses one: resumed after a killed backtest, it would hold a
+        journal and engine state without the account they belong to."""
+        if not self.durable:
+            self.store.put(BACKTEST_MARK_KEY, True)
+        elif self.store.get(BACKTEST_MARK_KEY):
+            self.store.close()
+            raise StartupError(f"{self.store.location} was written by `sectorbot backtest` "
+                               "and cannot be resumed: point state.path at another file")
 
     def _wire_venue(self) -> SignalSource:
         """A real venue through ccxt on the wall clock. The store's owner lock comes first
@@ -175,6 +190,7 @@ class Daemon:
         self.request_timeout = venue.exchange.request_timeout_seconds
         try:
             self.store = StateStore(self.settings.state.target())
+            self._claim_purpose()
         except BaseException:
             venue.exchange.close()
             raise

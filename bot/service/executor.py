@@ -36,6 +36,9 @@ from bot.store.journal import JournalConflict
 from bot.store.repo import StateStore
 
 MAX_STOP_GENERATIONS = 50
+SPENT_STOP = frozenset({OrderStatus.CANCELED, OrderStatus.TRIGGERED, OrderStatus.FILLED,
+                        OrderStatus.EXPIRED})
+"""Journal states in which a stop id is used up (a refused stop may be sent again)."""
 STOP_DISTANCES_KEY = "risk.stop_distances"
 """kv: the stop distance each token's leg was last planned with (fraction of entry)."""
 #: journal states in which an order may exist on the venue (a resend must look it up first)
@@ -324,14 +327,17 @@ class Executor:
 
         Re-running the same decision (after a crash, or a cancelled stop) yields the same base
         id; "recovering" a cancelled or triggered stop under it would leave the position
-        unprotected, so the venue is asked and a spent id is never reused.
+        unprotected, so a spent id is never reused. Spent means the venue says the stop is
+        over, or, since a venue forgets old orders, the journal does.
         """
         base = stop_client_id(position, trigger, salt)
         cid = base
         for generation in range(1, MAX_STOP_GENERATIONS):
             known = self.exchange.fetch_order_by_client_id(cid, position.token,
                                                            MarketKind.PERP, trigger=True)
-            if known is None or known.status is OrderStatus.OPEN:
+            if known is not None and known.status is OrderStatus.OPEN:
+                return cid
+            if known is None and self.store.order_status(cid) not in SPENT_STOP:
                 return cid
             cid = f"{base}-{generation}"
         raise OrderRejected(f"{MAX_STOP_GENERATIONS} spent stop ids for {position.token}")

@@ -325,6 +325,12 @@ class OrderJournal:
                 out[token] = max(ts, out.get(token, ts))
         return out
 
+    def order_status(self, client_id: str) -> OrderStatus | None:
+        """The journalled status of one order (None when never journalled)."""
+        with self.session() as s:
+            status = s.scalar(select(OrderRow.status).where(OrderRow.client_id == client_id))
+        return None if status is None else OrderStatus(status)
+
     def orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRow]:
         with self.session() as s:
             q = select(OrderRow).order_by(OrderRow.created_at, OrderRow.client_id)
