@@ -12,6 +12,7 @@ at its settlement. A query at ``as_of`` sees exactly the points stamped ``<= as_
 
 from __future__ import annotations
 
+import functools
 import math
 from bisect import bisect_right
 from collections.abc import Mapping
@@ -101,13 +102,19 @@ def _track(points: list[tuple[datetime, float]]) -> _Track:
                   finite=all(math.isfinite(v) for _, v in points))
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _date_of(when: datetime) -> date:
+    """One shared ``date`` per close time (every track of every token repeats them)."""
+    return when.date()
+
+
 def _daily_track(points: list[tuple[datetime, float]]) -> _Track:
     """A track of daily points; a day given twice keeps its later point, and a non-finite
     value is dropped (missing stays missing), exactly as a decision would read them."""
     per_day: dict[date, tuple[datetime, float]] = {}
     for when, value in sorted(points, key=lambda p: p[0]):
         if math.isfinite(value):
-            per_day[when.date()] = (when, value)
+            per_day[_date_of(when)] = (when, value)
     days = tuple(sorted(per_day))
     kept = tuple(per_day[d] for d in days)
     return _Track(tuple(t for t, _ in kept), kept, days, tuple(v for _, v in kept))
@@ -116,33 +123,74 @@ def _daily_track(points: list[tuple[datetime, float]]) -> _Track:
 # --------------------------------------------------------------------------------- queries
 
 
+@dataclass(frozen=True, slots=True)
+class _PriceHistory:
+    """One token's candles as the queries need them: float tracks for the engine, exact
+    prices for marks and intraday ranges. Built file by file, so a large data set never
+    holds every candle's seven Decimals at once (~120 MB at 100 tokens x 4 years)."""
+
+    times: tuple[datetime, ...]
+    closes: _Track
+    quote_volumes: _Track
+    highs: _Track
+    lows: _Track
+    bars: tuple[tuple[Decimal, Decimal, Decimal, Decimal], ...]
+    """(open, high, low, close) per candle."""
+    days: tuple[date, ...]
+
+    @classmethod
+    def of(cls, candles: list[Candle]) -> _PriceHistory:
+        times = tuple(close_time(c.day) for c in candles)
+
+        def track(field: str) -> _Track:
+            return _daily_track([(w, float(getattr(c, field)))
+                                 for w, c in zip(times, candles, strict=True)])
+
+        return cls(times, track("close"), track("quote_volume"), track("high"), track("low"),
+                   tuple((c.open, c.high, c.low, c.close) for c in candles),
+                   tuple(c.day for c in candles))
+
+
+@dataclass(frozen=True, slots=True)
+class _FundingHistory:
+    """One perpetual's settlements: the per-hour rate the engine reads (as a track) and each
+    row's interval. The exact rows are not kept once divided."""
+
+    hourly: _Track
+    intervals: tuple[float, ...]
+
+    @classmethod
+    def of(cls, rows: list[tuple[datetime, Decimal, Decimal]]) -> _FundingHistory:
+        return cls(_track([(w, float(r / i)) for w, r, i in rows]),
+                   tuple(_shared_float(float(i)) for _, _, i in rows))
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_float(value: float) -> float:
+    return value
+
+
 class ReplayData:
     """A loaded replay directory, queried at simulated times. Immutable after load."""
 
-    def __init__(self, root: Path, candles: Mapping[str, list[Candle]],
-                 funding: Mapping[str, list[tuple[datetime, Decimal, Decimal]]],
+    def __init__(self, root: Path, prices: Mapping[str, _PriceHistory],
+                 funding: Mapping[str, _FundingHistory],
                  metrics: Mapping[str, Mapping[str, list[tuple[datetime, float]]]]) -> None:
         self.root = root
-        self._candles = {t: tuple(cs) for t, cs in sorted(candles.items()) if cs}
-        self.tokens: tuple[str, ...] = tuple(self._candles)
-        self._candle_times = {t: tuple(close_time(c.day) for c in cs)
-                              for t, cs in self._candles.items()}
-
-        def track(token: str, field: str) -> _Track:
-            return _daily_track([(w, float(getattr(c, field))) for w, c in
-                                 zip(self._candle_times[token], self._candles[token],
-                                     strict=True)])
-
-        self._closes = {t: track(t, "close") for t in self._candles}
-        self._qvols = {t: track(t, "quote_volume") for t in self._candles}
-        self._highs = {t: track(t, "high") for t in self._candles}
-        self._lows = {t: track(t, "low") for t in self._candles}
-        self._funding = {t: tuple(rows) for t, rows in sorted(funding.items()) if rows}
-        self._hourly = {t: _track([(w, float(r / i)) for w, r, i in rows])
-                        for t, rows in self._funding.items()}
+        kept = {t: h for t, h in sorted(prices.items()) if h.times}
+        self.tokens: tuple[str, ...] = tuple(kept)
+        self._candle_times = {t: h.times for t, h in kept.items()}
+        self._closes = {t: h.closes for t, h in kept.items()}
+        self._qvols = {t: h.quote_volumes for t, h in kept.items()}
+        self._highs = {t: h.highs for t, h in kept.items()}
+        self._lows = {t: h.lows for t, h in kept.items()}
+        self._bars = {t: h.bars for t, h in kept.items()}
+        funded = {t: f for t, f in sorted(funding.items()) if f.intervals}
+        self._hourly = {t: f.hourly for t, f in funded.items()}
+        self._intervals = {t: f.intervals for t, f in funded.items()}
         self._metrics = {s: {m: _daily_track(pts) for m, pts in sorted(ms.items()) if pts}
                          for s, ms in sorted(metrics.items())}
-        days = sorted({c.day for cs in self._candles.values() for c in cs})
+        days = sorted({d for h in kept.values() for d in h.days})
         self._calendar = tuple(days)
         if not days:
             raise ReplayDataError(root, None, "no candles in ohlcv/")
@@ -155,18 +203,17 @@ class ReplayData:
         root = Path(data_dir)
         if not (root / "ohlcv").is_dir():
             raise ReplayDataError(root, None, "not a replay data directory (no ohlcv/ folder)")
-        candles: dict[str, list[Candle]] = {}
-        for path in sorted((root / "ohlcv").glob("*.csv")):
-            candles[token_of_file(path)] = read_ohlcv(path)
-        funding = {token_of_file(p): read_funding(p)
+        prices = {token_of_file(p): _PriceHistory.of(read_ohlcv(p))
+                  for p in sorted((root / "ohlcv").glob("*.csv"))}
+        funding = {token_of_file(p): _FundingHistory.of(read_funding(p))
                    for p in sorted((root / "funding").glob("*.csv"))}
         metrics_file = root / "sector_metrics.csv"
         metrics = read_metrics(metrics_file) if metrics_file.exists() else {}
-        return cls(root, candles, funding, metrics)
+        return cls(root, prices, funding, metrics)
 
     @property
     def funding_tokens(self) -> tuple[str, ...]:
-        return tuple(self._funding)
+        return tuple(self._hourly)
 
     def calendar(self) -> tuple[date, ...]:
         """Every day with at least one candle; day ``D`` is replayed at ``close_time(D)``."""
@@ -246,7 +293,7 @@ class ReplayData:
         for token, times in self._candle_times.items():
             i = bisect_right(times, as_of)
             if i:
-                out[token] = self._candles[token][i - 1].close
+                out[token] = self._bars[token][i - 1][3]
         return out
 
     def candle_range(self, token: str, start: datetime, end: datetime) -> CandleRange | None:
@@ -257,29 +304,34 @@ class ReplayData:
         lo, hi = bisect_right(times, _utc(start)), bisect_right(times, _utc(end))
         if lo >= hi:
             return None
-        cs = self._candles[token][lo:hi]
-        return CandleRange(token, start, end, cs[0].open, max(c.high for c in cs),
-                           min(c.low for c in cs), cs[-1].close, len(cs))
+        bars = self._bars[token][lo:hi]
+        return CandleRange(token, start, end, bars[0][0], max(b[1] for b in bars),
+                           min(b[2] for b in bars), bars[-1][3], len(bars))
 
     def funding_rates(self, as_of: datetime, max_age: timedelta | None = None,
                       ) -> dict[str, FundingRate]:
         """The latest settled funding per token; with ``max_age``, only rates that recent."""
         as_of = _utc(as_of)
         out: dict[str, FundingRate] = {}
-        for token, rows in self._funding.items():
-            i = bisect_right(self._hourly[token].times, as_of)
-            if i and (max_age is None or as_of - rows[i - 1][0] <= max_age):
-                out[token] = _rate(token, *rows[i - 1])
+        for token, track in self._hourly.items():
+            i = bisect_right(track.times, as_of)
+            if i and (max_age is None or as_of - track.times[i - 1] <= max_age):
+                out[token] = self._rate(token, i - 1)
         return out
 
     def funding_settlements(self, token: str, start: datetime, end: datetime,
                             ) -> tuple[tuple[datetime, FundingRate], ...]:
         """Every settlement of ``token`` in ``(start, end]``, for charging funding exactly."""
-        rows = self._funding.get(token, ())
-        times = self._hourly[token].times if rows else ()
-        lo, hi = bisect_right(times, _utc(start)), bisect_right(times, _utc(end))
-        return tuple((w, _rate(token, w, r, i)) for w, r, i in rows[lo:hi])
+        track = self._hourly.get(token)
+        if track is None:
+            return ()
+        lo, hi = bisect_right(track.times, _utc(start)), bisect_right(track.times, _utc(end))
+        return tuple((track.times[i], self._rate(token, i)) for i in range(lo, hi))
 
+    def _rate(self, token: str, index: int) -> FundingRate:
+        when, hourly = self._hourly[token].points[index]
+        hours = self._intervals[token][index]
+        return FundingRate(token, hourly, hours, when + timedelta(hours=hours))
 
 
 def _utc(when: datetime) -> datetime:
@@ -299,8 +351,3 @@ def _age(ages: Mapping[str, timedelta], *keys: str) -> timedelta:
         if key in ages:
             return ages[key]
     raise KeyError(keys[-1])
-
-
-def _rate(token: str, when: datetime, rate: Decimal, interval: Decimal) -> FundingRate:
-    hours = float(interval)
-    return FundingRate(token, float(rate / interval), hours, when + timedelta(hours=hours))

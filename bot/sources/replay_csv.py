@@ -101,22 +101,40 @@ def _number(path: Path, n: int, col: str, text: str) -> Decimal:
 
 
 def _day(path: Path, n: int, text: str) -> date:
+    parsed = _parse_day(text)
+    if parsed is None:
+        raise ReplayDataError(path, n, f"{text!r} is not a YYYY-MM-DD date")
+    return parsed
+
+
+def _timestamp(path: Path, n: int, text: str) -> datetime:
+    when = _parse_timestamp(text)
+    if when is None:
+        raise ReplayDataError(path, n, f"{text!r} is not an ISO-8601 timestamp")
+    if when.utcoffset() != timedelta(0):
+        raise ReplayDataError(path, n, f"timestamp {text!r} is not marked UTC (Z or +00:00)")
+    return when.astimezone(UTC)
+
+
+# Every token's file repeats the same days and settlement times: parsed once, one object
+# each (a 100-token set otherwise holds 100 copies of every timestamp).
+@functools.lru_cache(maxsize=1 << 17)
+def _parse_day(text: str) -> date | None:
     try:
         if _DATE.fullmatch(text):
             return date(int(text[:4]), int(text[5:7]), int(text[8:]))
     except ValueError:
         pass
-    raise ReplayDataError(path, n, f"{text!r} is not a YYYY-MM-DD date")
+    return None
 
 
-def _timestamp(path: Path, n: int, text: str) -> datetime:
+@functools.lru_cache(maxsize=1 << 17)
+def _parse_timestamp(text: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ReplayDataError(path, n, f"{text!r} is not an ISO-8601 timestamp") from None
-    if when.utcoffset() != timedelta(0):
-        raise ReplayDataError(path, n, f"timestamp {text!r} is not marked UTC (Z or +00:00)")
-    return when.astimezone(UTC)
+        return None
+    return when.astimezone(UTC) if when.utcoffset() == timedelta(0) else when
 
 
 def _order(path: Path, n: int, when: date, prev: date | None, prev_line: int) -> None:
