@@ -146,6 +146,10 @@ class FiniteSeries(Series):
     source that validated its history once says so, and a decision takes the points as
     they are instead of filtering every point again."""
 
+    def __post_init__(self) -> None:
+        """Not re-checked per slice: only a source that validated (and sorted) the whole
+        history at load builds one, like :class:`DailySeries`."""
+
 
 @dataclass(frozen=True, slots=True)
 class DailySeries(Series):

@@ -23,10 +23,11 @@ is the available share of the weight. Missing data never becomes a zero that mov
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.domain.market_view import MarketView
 from bot.domain.models import Regime, SectorScore, SectorSpec, Universe
@@ -121,6 +122,10 @@ def index_rsi(view: MarketView, basket: tuple[str, ...], days: int) -> float | N
     return 100.0 * gains / (gains + losses)
 
 
+def _point_time(point: tuple[datetime, float]) -> datetime:
+    return point[0]
+
+
 def funding_reading(view: MarketView, token: str, params: StrategyParams) -> FundingReading | None:
     """Current funding APR and its crowding threshold, or None when unknown or stale."""
     if "funding" in view.stale or f"funding:{token}" in view.stale:
@@ -128,11 +133,15 @@ def funding_reading(view: MarketView, token: str, params: StrategyParams) -> Fun
     points = view.funding.get(token, ())
     recent_from = view.as_of - timedelta(hours=params.funding_recent_hours)
     history_from = view.as_of - timedelta(days=params.funding_history_days)
-    recent = [rate for when, rate in points if when > recent_from]
+    # Points are time-ordered (a Series guarantees it): two bisections find both windows
+    # instead of two scans of the whole lookback for every token of every decision.
+    cut = bisect.bisect_right(points, recent_from, key=_point_time)
+    recent = [rate for _when, rate in points[cut:]]
     if not recent:
         return None
     apr = sum(recent) / len(recent) * HOURS_PER_YEAR
-    history = sorted(rate for when, rate in points if history_from < when <= recent_from)
+    first = bisect.bisect_right(points, history_from, key=_point_time)
+    history = sorted(rate for _when, rate in points[first:cut])
     threshold = params.funding_crowded_apr
     if len(history) >= MIN_FUNDING_HISTORY:
         rank = max(0, math.ceil(params.funding_percentile * len(history)) - 1)
