@@ -105,3 +105,20 @@ def test_invalid_leverage_exits_2_naming_the_field(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines()[0].startswith("config error: risk.max_leverage:")
     assert proc.stdout == ""
     assert not state.exists()
+
+
+def test_a_replay_tick_shorter_than_a_step_skips_nothing_and_warns_nothing(
+        tmp_path: Path) -> None:
+    """With a tick far below a step's duration, a fixed-interval job kept finding itself
+    still running: the scheduler skipped it and warned every time (150k+ lines a run).
+    Paced jobs run every step of the period once, in order, with no such warning."""
+    state = tmp_path / "state.sqlite3"
+    proc = run_cli(["run"], state, tmp_path, SECTORBOT__REPLAY__TICK_SECONDS="0.001",
+                   SECTORBOT__REPLAY__START="2021-03-01", SECTORBOT__REPLAY__END="2021-03-20")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr
+    assert "maximum number of running instances" not in output
+    evs = events(proc.stdout)
+    days = [e["as_of"][:10] for e in named(evs, "cycle.completed")]
+    assert days == [f"2021-03-{d:02d}" for d in range(1, 22)]  # through the end day's close
+    assert named(evs, "daemon.stopped")[-1]["clean"] is True
