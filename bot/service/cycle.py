@@ -122,6 +122,7 @@ class TradingCycle:
         self.risk = RiskWatch(exchange, store, self.executor, limits, log,
                               should_stop=self.should_stop)
         self._snapshot: MarketSnapshot | None = None
+        self._stale: frozenset[str] = frozenset()
 
     # -- signals ---------------------------------------------------------------------------
     def refresh_signals(self, as_of: datetime) -> MarketSnapshot:
@@ -134,11 +135,20 @@ class TradingCycle:
         self.log.info("signals.refreshed", as_of=as_of.isoformat(), tokens=len(snap.closes),
                       sectors=len(snap.sector_metrics), metrics=metrics,
                       funding=len(snap.funding), stale=len(snap.stale))
-        for key in sorted(snap.stale):
-            self.log.warning("signal.stale", signal=key, as_of=as_of.isoformat())
+        self._log_staleness(snap.stale, as_of)
         self.store.record_signal_snapshot(as_of, snapshot_summary(snap), snap.stale)
         self._snapshot = snap
         return snap
+
+    def _log_staleness(self, stale: frozenset[str], as_of: datetime) -> None:
+        """Say when a signal goes stale and when it recovers, not at every cycle it stays
+        so (one bundled replay logged 11,484 identical lines). A restarted daemon says it
+        once more: its operator sees what is stale now."""
+        for key in sorted(stale - self._stale):
+            self.log.warning("signal.stale", signal=key, as_of=as_of.isoformat())
+        for key in sorted(self._stale - stale):
+            self.log.info("signal.recovered", signal=key, as_of=as_of.isoformat())
+        self._stale = stale
 
     # -- portfolio -------------------------------------------------------------------------
     def read_portfolio(self) -> Portfolio:
