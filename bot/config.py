@@ -11,6 +11,7 @@ default; ``ConfigError`` carries one line per bad field naming the field and the
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -151,6 +152,28 @@ class LogSettings(_Section):
     format: Literal["json", "console"] = "json"
 
 
+class SignalSettings(_Section):
+    """Sector signals from public providers, in testnet/demo/live (replay reads its files)."""
+
+    defillama: bool = True
+    defillama_url: str = "https://api.llama.fi"
+    defillama_top_protocols: int = Field(10, ge=1, le=50)
+    """How many of a category's largest protocols make its TVL history."""
+    refresh_hours: float = Field(6.0, gt=0)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    attempts: int = Field(3, ge=1, le=10)
+    min_interval_seconds: float = Field(1.0, ge=0)
+    """Between two requests to one provider (DefiLlama publishes no limit: be polite)."""
+
+
+@dataclass(frozen=True)
+class SectorSources:
+    """Where a sector's TVL comes from on DefiLlama (``[sectors.X.defillama]``)."""
+
+    chains: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`, not directly."""
 
@@ -170,6 +193,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     risk: RiskSettings = RiskSettings()
     strategy: StrategyParams = StrategyParams()
+    signals: SignalSettings = SignalSettings()
     log: LogSettings = LogSettings()
 
     @classmethod
@@ -320,6 +344,32 @@ def load_settings(config_path: Path | None = None) -> Settings:
 def bundled_universe_file() -> Path:
     """The universe shipped inside the package (a copy of ``config/sectors.toml``)."""
     return Path(str(resources.files("bot.defaults").joinpath("sectors.toml")))
+
+
+def load_sector_sources(path: Path | None) -> dict[str, SectorSources]:
+    """Each sector's DefiLlama chains and categories, from the universe file."""
+    data = _read_toml(path or bundled_universe_file(), "universe_file")
+    problems: list[str] = []
+    out: dict[str, SectorSources] = {}
+    for name, body in data.get("sectors", {}).items():
+        table = body.get("defillama", {}) if isinstance(body, dict) else {}
+        if not isinstance(table, dict):
+            problems.append(f"sectors.{name}.defillama: expected a table")
+            continue
+        for bad in sorted(set(table) - {"chains", "categories"}):
+            problems.append(f"sectors.{name}.defillama.{bad}: unknown key")
+        lists = {}
+        for key in ("chains", "categories"):
+            value = table.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) and v
+                                                      for v in value):
+                problems.append(f"sectors.{name}.defillama.{key}: expected a list of names")
+                value = []
+            lists[key] = tuple(value)
+        out[name] = SectorSources(lists["chains"], lists["categories"])
+    if problems:
+        raise ConfigError(problems)
+    return out
 
 
 def load_universe(path: Path | None) -> Universe:

@@ -66,7 +66,7 @@ def test_demo_once_completes_a_cycle_against_the_emulator(emu: BinanceEmulator,
 
     [refreshed] = named(evs, "signals.refreshed")
     assert (refreshed["tokens"], refreshed["funding"], refreshed["stale"]) == (7, 7, 0)
-    assert refreshed["metrics"] == []  # no sector-metrics provider outside replay yet
+    assert refreshed["metrics"] == []  # DefiLlama is off in tests unless served on loopback
     [decision] = named(evs, "decision.made")
     assert decision["action"] == "rebalance"
     assert decision["regime"] == "bull"  # 400 daily closes: the 200-day filter has data
@@ -192,3 +192,78 @@ def test_wall_clock_decides_as_of_the_utc_hour_and_salts_by_the_minute() -> None
     clock = WallClock(lambda: now)
     assert clock.advance() == datetime(2025, 3, 1, 14, tzinfo=UTC) == clock.cursor
     assert clock.salt_time() == datetime(2025, 3, 1, 14, 37, tzinfo=UTC)
+
+
+UNIVERSE_WITH_TVL = """
+[core]
+tokens = ["BTC", "ETH"]
+
+[sectors.L1]
+cycle_stage = 1
+tokens = ["SOL"]
+[sectors.L1.defillama]
+chains = ["Solana", "Avalanche"]
+
+[sectors.ORACLES]
+cycle_stage = 1
+tokens = ["LINK"]
+
+[sectors.L2]
+cycle_stage = 2
+tokens = ["ARB"]
+[sectors.L2.defillama]
+chains = ["Arbitrum", "Optimism"]
+
+[sectors.DEX]
+cycle_stage = 3
+tokens = ["UNI"]
+[sectors.DEX.defillama]
+categories = ["Dexs"]
+
+[sectors.LENDING]
+cycle_stage = 3
+tokens = ["AAVE"]
+[sectors.LENDING.defillama]
+categories = ["Lending", "CDP"]
+"""
+
+
+@pytest.mark.process
+def test_demo_decisions_see_sector_tvl_from_defillama(emu: BinanceEmulator,
+                                                      tmp_path: Path) -> None:
+    """In demo mode the engine scores sectors on TVL too, not on prices and funding alone:
+    DefiLlama (served on loopback from recorded shapes) feeds the TVL columns of explain."""
+    from tests.defillama_server import DefiLlamaFake, serve
+
+    universe = tmp_path / "sectors.toml"
+    universe.write_text(UNIVERSE_WITH_TVL)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    fake = DefiLlamaFake(last_day=yesterday)
+    with serve(fake) as url:
+        proc = run_demo(emu, tmp_path, "--once", SECTORBOT__UNIVERSE_FILE=str(universe),
+                        SECTORBOT__SIGNALS__DEFILLAMA="true",
+                        SECTORBOT__SIGNALS__DEFILLAMA_URL=url,
+                        SECTORBOT__SIGNALS__MIN_INTERVAL_SECONDS="0")
+    assert proc.returncode == 0, proc.stderr
+    evs = events(proc.stdout)
+    [refreshed] = named(evs, "signals.refreshed")
+    assert refreshed["metrics"] == ["tvl_usd"] and refreshed["stale"] == 0
+    assert fake.count("/v2/historicalChainTvl/") == 4 and fake.count("/protocols") == 1
+    explain = subprocess.run(
+        [sys.executable, "-m", "bot", "explain", "--config", str(tmp_path / "demo.toml")],
+        cwd=tmp_path, env=env_for(tmp_path / "state.sqlite3",
+                                  SECTORBOT__UNIVERSE_FILE=str(universe),
+                                  SECTORBOT__EXCHANGE__API_KEY=KEY,
+                                  SECTORBOT__EXCHANGE__API_SECRET=SECRET),
+        capture_output=True, text=True, timeout=60)
+    assert explain.returncode == 0, explain.stderr
+    lines = explain.stdout.splitlines()
+    header = next(ln.split() for ln in lines if ln.split()[:2] == ["rank", "sector"])
+    tvl_columns = [i for i, name in enumerate(header) if name.startswith("tvl_")]
+    assert tvl_columns, header
+    rows = {ln.split()[1]: ln.split() for ln in lines
+            if len(ln.split()) == len(header) and ln.split()[1] in
+            {"L1", "L2", "DEX", "LENDING", "ORACLES"}}
+    for sector in ("L1", "L2", "DEX", "LENDING"):
+        assert all(rows[sector][i] != "-" for i in tvl_columns), (sector, rows[sector])
+    assert all(rows["ORACLES"][i] == "-" for i in tvl_columns), "no source: missing, not zero"

@@ -11,13 +11,11 @@ lives here too, being part of how requests leave.
 
 from __future__ import annotations
 
-import email.utils
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import ccxt
@@ -26,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from bot.exchange.port import ExchangeError, ExchangeUnavailable, OrderRejected
+from bot.retry_after import parse_retry_after
 
 T = TypeVar("T")
 REDACTED = "**********"
@@ -96,24 +95,6 @@ class RetryPolicy:
 
 def is_throttle(exc: BaseException | None) -> bool:
     return isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 class Scrubber:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from bot.config import Settings
+from bot import __version__
+from bot.config import Settings, load_sector_sources
 from bot.domain.models import MarketKind, SectorSpec, TokenSpec, Universe
 from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryPolicy
 from bot.exchange.port import ExchangeError
 from bot.service.clock import WallClock
+from bot.sources.defillama import DefiLlamaTvl
+from bot.sources.http_client import HttpPolicy, PoliteClient
 from bot.sources.market import VenueSignals
 
 
@@ -106,8 +110,25 @@ def build_venue(settings: Settings, universe: Universe, lookback_days: int,
     except ExchangeError:
         exchange.close()
         raise
-    signals = VenueSignals(exchange, restricted.all_tokens(), lookback_days, log)
+    signals = VenueSignals(exchange, restricted.all_tokens(), lookback_days, log,
+                           sector_metrics=sector_tvl(settings, restricted))
     return VenueSetup(exchange, signals, restricted, WallClock())
+
+
+def sector_tvl(settings: Settings, universe: Universe) -> DefiLlamaTvl | None:
+    """The DefiLlama TVL provider for the universe's sectors, unless switched off."""
+    conf = settings.signals
+    if not conf.defillama:
+        return None
+    sectors = {s.name for s in universe.sectors}
+    sources = {name: src for name, src in load_sector_sources(settings.universe_file).items()
+               if name in sectors}
+    policy = HttpPolicy(timeout_seconds=conf.timeout_seconds, attempts=conf.attempts,
+                        min_interval_seconds=conf.min_interval_seconds)
+    client = PoliteClient(conf.defillama_url, policy,
+                          headers={"User-Agent": f"sectorbot/{__version__}"})
+    return DefiLlamaTvl(client, sources, top_protocols=conf.defillama_top_protocols,
+                        refresh=timedelta(hours=conf.refresh_hours))
 
 
 __all__ = ["VenueSetup", "VenueStartupError", "WallClock", "build_exchange", "build_venue",

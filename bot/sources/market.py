@@ -2,9 +2,10 @@
 
 Replay mode gets its history from files; outside replay the only source wired today is the
 exchange: daily candles (closes and quote volumes) per token and the current funding rate
-per perpetual. Sector metrics (TVL, fees, developer activity) need a DefiLlama-style provider
-that does not exist yet, so they are left absent: the engine treats missing as missing and
-scores sectors on what it has (momentum, liquidity, funding), saying so in its reasons.
+per perpetual. Sector metrics come from a provider when one is configured (sector TVL from
+DefiLlama: ``bot.sources.defillama``); what no provider serves yet (DEX volume, fees,
+developer activity) is left absent: the engine treats missing as missing and scores sectors
+on what it has, saying so in its reasons.
 
 Time follows the replay's convention so the engine cannot tell the two sources apart: the
 candle of day D is stamped at D+1 00:00 UTC (the moment it closed), and only candles closed
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from bot.domain.models import MarketKind, MarketSnapshot, Series, TokenSpec
 from bot.exchange.ccxt_exchange import CcxtExchange
@@ -78,6 +79,14 @@ def candle_series(rows: Iterable[Any], visible_until: datetime) -> DailyCandles:
     return DailyCandles(series(closes), series(volumes), series(highs), series(lows))
 
 
+class SectorMetricsSource(Protocol):
+    """Per-sector daily metrics from a provider (DefiLlama TVL ...): the series it has, and
+    the stale keys (``metric:<metric>:<SECTOR>``) with why each could not be refreshed."""
+
+    def metrics(self, as_of: datetime) -> tuple[dict[str, dict[str, Series]],
+                                                dict[str, str]]: ...
+
+
 class VenueSignals:
     """A :class:`bot.service.cycle.SignalSource` over a :class:`CcxtExchange`.
 
@@ -87,11 +96,13 @@ class VenueSignals:
     """
 
     def __init__(self, exchange: CcxtExchange, tokens: Iterable[TokenSpec],
-                 lookback_days: int, log: Any) -> None:
+                 lookback_days: int, log: Any,
+                 sector_metrics: SectorMetricsSource | None = None) -> None:
         self.exchange = exchange
         self.tokens = tuple(tokens)
         self.lookback_days = lookback_days
         self.log = log
+        self.sector_metrics = sector_metrics
 
     def snapshot(self, as_of: datetime) -> MarketSnapshot:
         as_of = as_of.astimezone(UTC)
@@ -130,8 +141,15 @@ class VenueSignals:
                 # at this cycle, so it is stamped at ``as_of`` (a later stamp would be
                 # invisible to a decision taken as of ``as_of``).
                 funding = {t: Series(((as_of, r.hourly_rate),)) for t, r in sorted(rates.items())}
+        metrics: dict[str, dict[str, Series]] = {}
+        if self.sector_metrics is not None:
+            metrics, failed = self.sector_metrics.metrics(as_of)
+            for key, reason in sorted(failed.items()):
+                self.log.warning("signal.fetch_failed", signal=key, error=reason)
+            stale |= set(failed)
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
-                              funding=funding, stale=frozenset(stale), highs=highs, lows=lows)
+                              sector_metrics=metrics, funding=funding,
+                              stale=frozenset(stale), highs=highs, lows=lows)
 
     def _daily_candles(self, token: TokenSpec) -> list[Any]:
         """One klines request through the adapter's retrying, secret-scrubbing caller."""

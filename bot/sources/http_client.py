@@ -1,0 +1,134 @@
+"""A polite JSON-over-HTTP client for the signal providers (DefiLlama and the like).
+
+Free public APIs publish few limits and throttle without warning, so every provider goes
+through this one client: a timeout on every request, a minimum interval between requests to
+one host, retries with exponential backoff only where a retry is safe (GETs: timeouts,
+connection errors, 429 and 5xx), and a 429's ``Retry-After`` honoured up to a bound (a wait
+longer than that is a failure now, not a stall of the signal job). Anything else, or a body
+that is not JSON, is a :class:`ProviderError` whose text says what went wrong; the caller
+marks its signal stale and keeps the last good value.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from bot.retry_after import parse_retry_after
+
+
+class ProviderError(Exception):
+    """A provider could not be read: the reason, without the request's secrets."""
+
+
+class ProviderUnreachable(ProviderError):
+    """The host did not answer at all (timeouts, refused or reset connections) on every
+    try: further requests to it in the same round would only wait out their timeouts."""
+
+
+class _Retryable(ProviderError):
+    """A failure a later identical GET may not repeat (timeout, reset, 429, 5xx)."""
+
+    def __init__(self, reason: str, wait_hint: float | None = None,
+                 no_answer: bool = False) -> None:
+        super().__init__(reason)
+        self.wait_hint = wait_hint
+        self.no_answer = no_answer
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    timeout_seconds: float = 10.0
+    attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_retry_after: float = 60.0
+    """The longest ``Retry-After`` obeyed; a longer one fails the fetch at once."""
+    min_interval_seconds: float = 1.0
+    """Between two requests to the same host."""
+
+
+class PoliteClient:
+    def __init__(self, base_url: str, policy: HttpPolicy,
+                 headers: Mapping[str, str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.policy = policy
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._last_request = 0.0
+        self._http = httpx.Client(base_url=self.base_url, headers=dict(headers or {}),
+                                  timeout=httpx.Timeout(policy.timeout_seconds),
+                                  follow_redirects=False, transport=transport,
+                                  trust_env=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET ``path`` and decode its JSON, retrying what is safe to retry."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.policy.attempts),
+            retry=retry_if_exception_type(_Retryable),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._get_once, path, params)
+        except _Retryable as exc:
+            kind = ProviderUnreachable if exc.no_answer else ProviderError
+            raise kind(f"GET {path}: {exc} (after {self.policy.attempts} tries)") from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hint = exc.wait_hint if isinstance(exc, _Retryable) else None
+        if hint is not None:
+            return hint
+        backoff = self.policy.base_delay * 2 ** (state.attempt_number - 1)
+        return float(min(self.policy.max_delay, backoff))
+
+    def _pace(self) -> None:
+        with self._lock:
+            due = self._last_request + self.policy.min_interval_seconds - time.monotonic()
+            if due > 0:
+                self._sleep(due)
+            self._last_request = time.monotonic()
+
+    def _get_once(self, path: str, params: Mapping[str, str] | None) -> Any:
+        self._pace()
+        try:
+            response = self._http.get(path, params=dict(params or {}))
+        except httpx.TimeoutException:
+            raise _Retryable(f"no answer within {self.policy.timeout_seconds:g}s",
+                             no_answer=True) from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__})",
+                             no_answer=True) from None
+        status = response.status_code
+        if status == 429:
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait is not None and wait > self.policy.max_retry_after:
+                raise ProviderError(f"GET {path}: throttled, asked to wait {wait:.0f}s")
+            raise _Retryable("throttled (429)", wait)
+        if status >= 500:
+            raise _Retryable(f"server error {status}")
+        if status != 200:
+            raise ProviderError(f"GET {path}: HTTP {status}")
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderError(f"GET {path}: the body is not valid JSON "
+                                f"({len(response.content)} bytes)") from None

@@ -1,0 +1,154 @@
+"""Sector TVL from DefiLlama through real HTTP on loopback: sums, history from the first
+fetch, and every way an answer goes wrong (throttled, 5xx, truncated, renamed, NaN, stalled),
+each ending in a stale signal with its reason and the last good series kept."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.config import SectorSources, load_sector_sources, load_universe
+from bot.sources.defillama import CATEGORY_ALIASES, DefiLlamaTvl, spellings_of
+from bot.sources.http_client import HttpPolicy, PoliteClient
+from tests.defillama_server import FIXTURES, DefiLlamaFake, Fault, serve
+
+AS_OF = datetime(2023, 7, 27, tzinfo=UTC)
+SOURCES = {
+    "L1": SectorSources(chains=("Solana", "Avalanche")),
+    "DEX": SectorSources(categories=("Dexes",)),  # the old spelling: matched by alias
+    "LENDING": SectorSources(categories=("Lending", "CDP")),
+}
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+
+
+@pytest.fixture
+def fake() -> DefiLlamaFake:
+    return DefiLlamaFake()
+
+
+@pytest.fixture
+def base_url(fake: DefiLlamaFake) -> Iterator[str]:
+    with serve(fake) as url:
+        yield url
+
+
+def provider(url: str, sleeps: Sleeps | None = None, timeout: float = 5.0,
+             attempts: int = 3, sources: dict[str, SectorSources] | None = None,
+             ) -> DefiLlamaTvl:
+    policy = HttpPolicy(timeout_seconds=timeout, attempts=attempts, base_delay=0.01,
+                        min_interval_seconds=0.0)
+    client = PoliteClient(url, policy, sleep=sleeps or Sleeps())
+    return DefiLlamaTvl(client, sources or SOURCES, top_protocols=3,
+                        refresh=timedelta(hours=6))
+
+
+def chain_values(chain: str) -> dict[datetime, float]:
+    """The fixture's figures, keyed by when they become visible (the day after)."""
+    rows = json.loads((FIXTURES / f"chain_{chain}.json").read_text())
+    return {datetime.fromtimestamp(r["date"], UTC) + timedelta(days=1): r["tvl"] for r in rows}
+
+
+def test_sector_tvl_is_the_sum_of_its_chains_and_largest_protocols(base_url: str) -> None:
+    metrics, stale = provider(base_url).metrics(AS_OF)
+    assert stale == {}
+    l1 = metrics["L1"]["tvl_usd"].points
+    sol, avax = chain_values("Solana"), chain_values("Avalanche")
+    assert len(l1) >= 90, "a fresh daemon has months of history on its first fetch"
+    for when, value in l1:
+        assert value == pytest.approx(sol[when] + avax[when])
+    listed = json.loads((FIXTURES / "protocols.json").read_text())
+    top_dex = sorted((p["tvl"] for p in listed if p["category"] == "Dexs"), reverse=True)[:3]
+    assert metrics["DEX"]["tvl_usd"].points[-1][1] == pytest.approx(sum(top_dex), rel=1e-6)
+    lending = sorted((p["tvl"] for p in listed if p["category"] in ("Lending", "CDP")),
+                     reverse=True)[:3]
+    assert metrics["LENDING"]["tvl_usd"].points[-1][1] == pytest.approx(sum(lending), rel=1e-6)
+
+
+def test_nothing_after_as_of_is_visible(base_url: str) -> None:
+    as_of = datetime(2023, 5, 1, tzinfo=UTC)
+    metrics, _ = provider(base_url).metrics(as_of)
+    for per in metrics.values():
+        points = per["tvl_usd"].points
+        assert points and points[-1][0] <= as_of
+
+
+def test_a_throttled_request_waits_as_asked_then_succeeds(fake: DefiLlamaFake,
+                                                          base_url: str) -> None:
+    path = "/v2/historicalChainTvl/Solana"
+    fake.fail(path, Fault(429, {"Retry-After": "2"}))
+    sleeps = Sleeps()
+    metrics, stale = provider(base_url, sleeps).metrics(AS_OF)
+    assert stale == {} and "L1" in metrics
+    assert fake.count(path) == 2
+    assert 2.0 in sleeps.asked
+
+
+def test_a_wait_longer_than_allowed_fails_at_once_and_marks_the_sector_stale(
+        fake: DefiLlamaFake, base_url: str) -> None:
+    path = "/v2/historicalChainTvl/Solana"
+    fake.fail(path, Fault(429, {"Retry-After": "3600"}))
+    metrics, stale = provider(base_url).metrics(AS_OF)
+    assert "throttled" in stale["metric:tvl_usd:L1"]
+    assert fake.count(path) == 1
+    assert "L1" not in metrics and "DEX" in metrics
+
+
+@pytest.mark.parametrize("fault, reason", [
+    (Fault(500), "server error 500"),
+    (Fault(200, body=b'[{"date": 1672531200, "tv'), "not valid JSON"),
+    (Fault(200, body=json.dumps([{"date": 1672531200, "totalValueLocked": 1.0}]).encode()),
+     "tvl"),
+    (Fault(200, body=b'[{"date": 1672531200, "tvl": NaN}]'), "finite"),
+    (Fault(404), "HTTP 404"),
+])
+def test_a_bad_answer_marks_the_sector_stale_and_keeps_its_last_good_series(
+        fake: DefiLlamaFake, base_url: str, fault: Fault, reason: str) -> None:
+    tvl = provider(base_url)
+    first, _ = tvl.metrics(AS_OF)
+    path = "/v2/historicalChainTvl/Avalanche"
+    tries = 3 if fault.status >= 500 else 1  # only a 5xx is retried (3 attempts)
+    fake.fail(path, *[fault] * tries)
+    later = AS_OF + timedelta(hours=7)  # past the refresh interval: fetched again
+    metrics, stale = tvl.metrics(later)
+    assert reason in stale["metric:tvl_usd:L1"]
+    assert set(stale) == {"metric:tvl_usd:L1"}, "only the sector that failed"
+    assert metrics["L1"]["tvl_usd"] == first["L1"]["tvl_usd"], "the last good series stays"
+    assert fake.count(path) == 1 + tries
+    again, stale = tvl.metrics(later + timedelta(minutes=5))
+    assert again["L1"]["tvl_usd"] == first["L1"]["tvl_usd"]
+    assert stale == {}, "a failed sector is fetched again on the next round, not in 6 hours"
+
+
+def test_a_stalled_host_costs_one_timeout_not_one_per_sector(fake: DefiLlamaFake,
+                                                            base_url: str) -> None:
+    fake.fail("/protocols", Fault(stall=10), Fault(stall=10))
+    started = time.monotonic()
+    metrics, stale = provider(base_url, timeout=0.5, attempts=2).metrics(AS_OF)
+    elapsed = time.monotonic() - started
+    assert metrics == {}
+    assert set(stale) == {"metric:tvl_usd", "metric:tvl_usd:DEX", "metric:tvl_usd:L1",
+                          "metric:tvl_usd:LENDING"}
+    assert "no answer within 0.5s" in stale["metric:tvl_usd:L1"]
+    assert fake.count("/v2/") == 0, "no other request waited on the silent host"
+    assert elapsed < 5, "two 0.5 s timeouts, not the 10 s stall"
+
+
+def test_the_default_universe_names_a_tvl_source_for_every_sector() -> None:
+    sources = load_sector_sources(None)
+    for sector in load_universe(None).sectors:
+        src = sources[sector.name]
+        assert src.chains or src.categories, sector.name
+        for category in src.categories:
+            known = set().union(*CATEGORY_ALIASES.values())
+            assert spellings_of(category) & known, (sector.name, category)
