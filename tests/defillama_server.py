@@ -21,6 +21,10 @@ from urllib.parse import unquote, urlsplit
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "defillama"
 
 
+CHAIN_VOLUME_SHARE = {"Solana": 0.3, "Avalanche": 0.05, "Arbitrum": 0.2, "Optimism": 0.05}
+"""Chains the fake knows, and the share of the recorded DEX volume each is given."""
+
+
 @dataclass
 class Fault:
     status: int = 200
@@ -36,6 +40,7 @@ class DefiLlamaFake:
         self.protocols: list[dict[str, Any]] = json.loads((FIXTURES / "protocols.json")
                                                           .read_text())
         self.uniswap = json.loads((FIXTURES / "protocol_uniswap.json").read_text())
+        self.overview = json.loads((FIXTURES / "overview_dexs.json").read_text())
         self.shift = 0
         if last_day is not None:
             end = datetime.fromtimestamp(self.uniswap["tvl"][-1]["date"], UTC).date()
@@ -74,6 +79,14 @@ class DefiLlamaFake:
             if not file.exists():
                 return None
             return [{**p, "date": p["date"] + self.shift} for p in json.loads(file.read_text())]
+        if path == "/overview/dexs" or path.startswith("/overview/dexs/"):
+            chain = path.removeprefix("/overview/dexs").strip("/")
+            scale = CHAIN_VOLUME_SHARE.get(chain, 1.0) if chain else 1.0
+            if chain and chain not in CHAIN_VOLUME_SHARE:
+                return None
+            return {**self.overview,
+                    "totalDataChart": [[ts + self.shift, round(v * scale, 2)]
+                                       for ts, v in self.overview["totalDataChart"]]}
         if path.startswith("/protocol/"):
             slug = path.rsplit("/", 1)[1]
             listed = next((p for p in self.protocols if p["slug"] == slug), None)

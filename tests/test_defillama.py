@@ -1,6 +1,7 @@
-"""Sector TVL from DefiLlama through real HTTP on loopback: sums, history from the first
-fetch, and every way an answer goes wrong (throttled, 5xx, truncated, renamed, NaN, stalled),
-each ending in a stale signal with its reason and the last good series kept."""
+"""Sector TVL and DEX volume from DefiLlama through real HTTP on loopback: sums, history
+from the first fetch, and every way an answer goes wrong (throttled, 5xx, truncated,
+renamed, NaN, stalled), each ending in a stale signal with its reason and the last good
+series kept."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.config import SectorSources, load_sector_sources, load_universe
-from bot.sources.defillama import CATEGORY_ALIASES, DefiLlamaTvl, spellings_of
+from bot.sources.defillama import CATEGORY_ALIASES, DefiLlamaSectors, spellings_of
 from bot.sources.http_client import HttpPolicy, PoliteClient
-from tests.defillama_server import FIXTURES, DefiLlamaFake, Fault, serve
+from tests.defillama_server import CHAIN_VOLUME_SHARE, FIXTURES, DefiLlamaFake, Fault, serve
 
 AS_OF = datetime(2023, 7, 27, tzinfo=UTC)
 SOURCES = {
@@ -45,11 +46,11 @@ def base_url(fake: DefiLlamaFake) -> Iterator[str]:
 
 def provider(url: str, sleeps: Sleeps | None = None, timeout: float = 5.0,
              attempts: int = 3, sources: dict[str, SectorSources] | None = None,
-             ) -> DefiLlamaTvl:
+             ) -> DefiLlamaSectors:
     policy = HttpPolicy(timeout_seconds=timeout, attempts=attempts, base_delay=0.01,
                         min_interval_seconds=0.0)
     client = PoliteClient(url, policy, sleep=sleeps or Sleeps())
-    return DefiLlamaTvl(client, sources or SOURCES, top_protocols=3,
+    return DefiLlamaSectors(client, sources or SOURCES, top_protocols=3,
                         refresh=timedelta(hours=6))
 
 
@@ -73,6 +74,22 @@ def test_sector_tvl_is_the_sum_of_its_chains_and_largest_protocols(base_url: str
     lending = sorted((p["tvl"] for p in listed if p["category"] in ("Lending", "CDP")),
                      reverse=True)[:3]
     assert metrics["LENDING"]["tvl_usd"].points[-1][1] == pytest.approx(sum(lending), rel=1e-6)
+
+
+def test_dex_volume_sums_a_chain_sector_s_chains_and_takes_all_dexes_for_the_dex_sector(
+        base_url: str) -> None:
+    metrics, stale = provider(base_url).metrics(AS_OF)
+    assert stale == {}
+    overview = json.loads((FIXTURES / "overview_dexs.json").read_text())
+    total = {datetime.fromtimestamp(ts, UTC) + timedelta(days=1): v
+             for ts, v in overview["totalDataChart"]}
+    share = CHAIN_VOLUME_SHARE["Solana"] + CHAIN_VOLUME_SHARE["Avalanche"]
+    l1, dex = metrics["L1"]["volume_usd"].points, metrics["DEX"]["volume_usd"].points
+    assert len(l1) >= 90 and len(dex) >= 90
+    for when, value in l1:
+        assert value == pytest.approx(total[when] * share, rel=1e-6)
+    assert dict(dex) == pytest.approx(total)
+    assert "volume_usd" not in metrics["LENDING"], "a lending sector has no DEX volume"
 
 
 def test_nothing_after_as_of_is_visible(base_url: str) -> None:
@@ -101,7 +118,8 @@ def test_a_wait_longer_than_allowed_fails_at_once_and_marks_the_sector_stale(
     metrics, stale = provider(base_url).metrics(AS_OF)
     assert "throttled" in stale["metric:tvl_usd:L1"]
     assert fake.count(path) == 1
-    assert "L1" not in metrics and "DEX" in metrics
+    assert "tvl_usd" not in metrics["L1"] and "tvl_usd" in metrics["DEX"]
+    assert "volume_usd" in metrics["L1"], "the sector's other metric is not affected"
 
 
 @pytest.mark.parametrize("fault, reason", [
@@ -138,7 +156,8 @@ def test_a_stalled_host_costs_one_timeout_not_one_per_sector(fake: DefiLlamaFake
     elapsed = time.monotonic() - started
     assert metrics == {}
     assert set(stale) == {"metric:tvl_usd", "metric:tvl_usd:DEX", "metric:tvl_usd:L1",
-                          "metric:tvl_usd:LENDING"}
+                          "metric:tvl_usd:LENDING", "metric:volume_usd",
+                          "metric:volume_usd:DEX", "metric:volume_usd:L1"}
     assert "no answer within 0.5s" in stale["metric:tvl_usd:L1"]
     assert fake.count("/v2/") == 0, "no other request waited on the silent host"
     assert elapsed < 5, "two 0.5 s timeouts, not the 10 s stall"

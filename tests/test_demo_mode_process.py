@@ -229,10 +229,11 @@ categories = ["Lending", "CDP"]
 
 
 @pytest.mark.process
-def test_demo_decisions_see_sector_tvl_from_defillama(emu: BinanceEmulator,
+def test_demo_decisions_see_sector_tvl_and_volume_from_defillama(emu: BinanceEmulator,
                                                       tmp_path: Path) -> None:
-    """In demo mode the engine scores sectors on TVL too, not on prices and funding alone:
-    DefiLlama (served on loopback from recorded shapes) feeds the TVL columns of explain."""
+    """In demo mode the engine scores sectors on TVL and DEX volume too, not on prices and
+    funding alone: DefiLlama (served on loopback from recorded shapes) feeds those columns
+    of explain; a sector with no source shows them missing, not zero."""
     from tests.defillama_server import DefiLlamaFake, serve
 
     universe = tmp_path / "sectors.toml"
@@ -247,8 +248,9 @@ def test_demo_decisions_see_sector_tvl_from_defillama(emu: BinanceEmulator,
     assert proc.returncode == 0, proc.stderr
     evs = events(proc.stdout)
     [refreshed] = named(evs, "signals.refreshed")
-    assert refreshed["metrics"] == ["tvl_usd"] and refreshed["stale"] == 0
+    assert refreshed["metrics"] == ["tvl_usd", "volume_usd"] and refreshed["stale"] == 0
     assert fake.count("/v2/historicalChainTvl/") == 4 and fake.count("/protocols") == 1
+    assert fake.count("/overview/dexs") == 5  # 4 chains of L1 and L2, and every DEX
     explain = subprocess.run(
         [sys.executable, "-m", "bot", "explain", "--config", str(tmp_path / "demo.toml")],
         cwd=tmp_path, env=env_for(tmp_path / "state.sqlite3",
@@ -267,3 +269,6 @@ def test_demo_decisions_see_sector_tvl_from_defillama(emu: BinanceEmulator,
     for sector in ("L1", "L2", "DEX", "LENDING"):
         assert all(rows[sector][i] != "-" for i in tvl_columns), (sector, rows[sector])
     assert all(rows["ORACLES"][i] == "-" for i in tvl_columns), "no source: missing, not zero"
+    volume = header.index("volume")
+    assert [rows[s][volume] != "-" for s in ("L1", "L2", "DEX", "LENDING", "ORACLES")] == \
+        [True, True, True, False, False]

@@ -20,7 +20,7 @@ from bot.domain.models import MarketKind, SectorSpec, TokenSpec, Universe
 from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryPolicy
 from bot.exchange.port import ExchangeError
 from bot.service.clock import WallClock
-from bot.sources.defillama import DefiLlamaTvl
+from bot.sources.defillama import DefiLlamaSectors
 from bot.sources.http_client import HttpPolicy, PoliteClient
 from bot.sources.market import VenueSignals
 
@@ -111,12 +111,12 @@ def build_venue(settings: Settings, universe: Universe, lookback_days: int,
         exchange.close()
         raise
     signals = VenueSignals(exchange, restricted.all_tokens(), lookback_days, log,
-                           sector_metrics=sector_tvl(settings, restricted))
+                           sector_metrics=sector_metrics(settings, restricted))
     return VenueSetup(exchange, signals, restricted, WallClock())
 
 
-def sector_tvl(settings: Settings, universe: Universe) -> DefiLlamaTvl | None:
-    """The DefiLlama TVL provider for the universe's sectors, unless switched off."""
+def sector_metrics(settings: Settings, universe: Universe) -> DefiLlamaSectors | None:
+    """The DefiLlama provider (TVL, DEX volume) for the universe's sectors, unless off."""
     conf = settings.signals
     if not conf.defillama:
         return None
@@ -127,7 +127,7 @@ def sector_tvl(settings: Settings, universe: Universe) -> DefiLlamaTvl | None:
                         min_interval_seconds=conf.min_interval_seconds)
     client = PoliteClient(conf.defillama_url, policy,
                           headers={"User-Agent": f"sectorbot/{__version__}"})
-    return DefiLlamaTvl(client, sources, top_protocols=conf.defillama_top_protocols,
+    return DefiLlamaSectors(client, sources, top_protocols=conf.defillama_top_protocols,
                         refresh=timedelta(hours=conf.refresh_hours))
 
 

@@ -1,4 +1,4 @@
-"""Sector TVL from DefiLlama's free API, with history from the first cycle.
+"""Sector TVL and DEX volume from DefiLlama's free API, with history from the first cycle.
 
 DefiLlama's category history is a paid endpoint, so a sector's daily TVL is built from free
 series instead:
@@ -7,9 +7,11 @@ series instead:
   in ``/protocols`` (matched through aliases: DefiLlama renamed "Dexes" to "Dexs") and sums
   their ``/protocol/{slug}`` histories.
 Either way a fresh daemon has the whole history on its first cycle, not just today's number.
+DEX volume (``volume_usd``) is ``/overview/dexs/{chain}`` summed over a chain sector's chains,
+and ``/overview/dexs`` (every DEX) for a sector of the DEX category; other sectors have none.
 
 Each answer is validated (pydantic). A sector whose fetch or validation fails is marked stale
-(``metric:tvl_usd:<SECTOR>``, with the reason) and keeps its last good series: its age shows
+(``metric:<metric>:<SECTOR>``, with the reason) and keeps its last good series: its age shows
 in the series itself, and the engine does not move money on a stale metric. Points follow
 the replay's convention: the value of day D is stamped D+1 00:00 UTC, visible once D is over.
 """
@@ -28,7 +30,8 @@ from bot.config import SectorSources
 from bot.domain.models import Series
 from bot.sources.http_client import PoliteClient, ProviderError, ProviderUnreachable
 
-METRIC = "tvl_usd"
+TVL = "tvl_usd"
+VOLUME = "volume_usd"
 DAY = timedelta(days=1)
 
 CATEGORY_ALIASES: Mapping[str, frozenset[str]] = {
@@ -56,9 +59,9 @@ def spellings_of(category: str) -> frozenset[str]:
 # ------------------------------------------------------------------------ response models
 
 
-def _tvl(value: float) -> float:
+def _amount(value: float) -> float:
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"TVL must be finite and >= 0, got {value}")
+        raise ValueError(f"must be finite and >= 0, got {value}")
     return value
 
 
@@ -68,7 +71,7 @@ class _ChainPoint(BaseModel):
     date: int
     tvl: float
 
-    _check = field_validator("tvl")(_tvl)
+    _check = field_validator("tvl")(_amount)
 
 
 class _ProtocolPoint(BaseModel):
@@ -77,13 +80,28 @@ class _ProtocolPoint(BaseModel):
     date: int
     totalLiquidityUSD: float
 
-    _check = field_validator("totalLiquidityUSD")(_tvl)
+    _check = field_validator("totalLiquidityUSD")(_amount)
 
 
 class _ProtocolHistory(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     tvl: list[_ProtocolPoint]
+
+
+class _Overview(BaseModel):
+    """``/overview/dexs[/{chain}]``: only the daily chart is read."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    totalDataChart: list[tuple[int, float]]  # DefiLlama's field name
+
+    @field_validator("totalDataChart")
+    @classmethod
+    def _finite(cls, chart: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        for _ts, value in chart:
+            _amount(value)
+        return chart
 
 
 class _ProtocolListing(BaseModel):
@@ -104,67 +122,92 @@ class _Kept:
     fetched: datetime
 
 
-class DefiLlamaTvl:
-    """Daily TVL per sector. ``refresh`` bounds how often one sector is fetched (the
-    figures update about hourly; a daily signal needs far less)."""
+class _Round:
+    """What one refresh round fetched once for every sector that needs it."""
+
+    def __init__(self) -> None:
+        self.listing: list[_ProtocolListing] | None = None
+        self.listing_error: str | None = None
+
+
+DEX_CATEGORY = "dexs"
+
+
+class DefiLlamaSectors:
+    """Daily TVL (``tvl_usd``) and DEX volume (``volume_usd``) per sector. ``refresh``
+    bounds how often one sector's metric is fetched (DefiLlama updates about hourly; a
+    daily signal needs far less); a failed one is tried again on the next round."""
 
     def __init__(self, client: PoliteClient, sources: Mapping[str, SectorSources],
                  top_protocols: int = 10,
                  refresh: timedelta = timedelta(hours=6)) -> None:
         self.client = client
-        self.sources = {s: src for s, src in sorted(sources.items())
-                        if src.chains or src.categories}
         self.top_protocols = top_protocols
         self.refresh = refresh
-        self._kept: dict[str, _Kept] = {}
-        self._failed: dict[str, str] = {}
+        self._sources = dict(sorted(sources.items()))
+        self.jobs: list[tuple[str, str]] = []
+        for sector, src in self._sources.items():
+            if src.chains or src.categories:
+                self.jobs.append((sector, TVL))
+            if src.chains or _trades_on_dexes(src):
+                self.jobs.append((sector, VOLUME))
+        self._kept: dict[tuple[str, str], _Kept] = {}
+        self._failed: dict[tuple[str, str], str] = {}
 
     def metrics(self, as_of: datetime) -> tuple[dict[str, dict[str, Series]], dict[str, str]]:
-        """``({sector: {"tvl_usd": series}}, {stale key: reason})`` as of ``as_of``."""
-        listing: list[_ProtocolListing] | None = None
-        listing_error: str | None = None
-        due = [sector for sector in self.sources
-               if sector in self._failed or sector not in self._kept
-               or as_of - self._kept[sector].fetched >= self.refresh]
-        for n, sector in enumerate(due):
-            src = self.sources[sector]
+        """``({sector: {metric: series}}, {stale key: reason})`` as of ``as_of``."""
+        due = [job for job in self.jobs
+               if job in self._failed or job not in self._kept
+               or as_of - self._kept[job].fetched >= self.refresh]
+        round_ = _Round()
+        for n, job in enumerate(due):
             try:
-                if src.categories and listing is None and listing_error is None:
-                    try:
-                        listing = self._listing()
-                    except ProviderUnreachable:
-                        raise
-                    except ProviderError as exc:
-                        listing_error = str(exc)
-                if src.categories and listing is None:
-                    raise ProviderError(listing_error or "no protocol list")
-                series = self._sector_series(src, listing or [])
+                series = self._fetch(job, round_)
             except ProviderUnreachable as exc:
-                # The host is down or silent: every other sector would wait out the same
+                # The host is down or silent: every other job would wait out the same
                 # timeouts. They keep their last good series and are marked stale.
                 for rest in due[n:]:
                     self._failed[rest] = str(exc)
                 break
             except ProviderError as exc:
-                self._failed[sector] = str(exc)
+                self._failed[job] = str(exc)
                 continue
-            self._kept[sector] = _Kept(series, as_of)
-            self._failed.pop(sector, None)
+            self._kept[job] = _Kept(series, as_of)
+            self._failed.pop(job, None)
         out: dict[str, dict[str, Series]] = {}
         stale: dict[str, str] = {}
-        for sector in self.sources:
-            kept = self._kept.get(sector)
+        for sector, metric in self.jobs:
+            kept = self._kept.get((sector, metric))
             if kept is not None:
                 visible = tuple(p for p in kept.series.points if p[0] <= as_of)
                 if visible:
-                    out[sector] = {METRIC: Series(visible)}
-            if sector in self._failed:
-                stale[f"metric:{METRIC}:{sector}"] = self._failed[sector]
-        if self.sources and len(stale) == len(self.sources):
-            stale[f"metric:{METRIC}"] = "no sector's TVL could be read"
+                    out.setdefault(sector, {})[metric] = Series(visible)
+            if (sector, metric) in self._failed:
+                stale[f"metric:{metric}:{sector}"] = self._failed[(sector, metric)]
+        for metric in (TVL, VOLUME):
+            jobs = [job for job in self.jobs if job[1] == metric]
+            if jobs and all(job in self._failed for job in jobs):
+                stale[f"metric:{metric}"] = f"no sector's {metric} could be read"
         return out, stale
 
     # -- fetching ---------------------------------------------------------------------------
+    def _fetch(self, job: tuple[str, str], round_: _Round) -> Series:
+        sector, metric = job
+        src = self._sources[sector]
+        if metric == VOLUME:
+            return self._volume(src)
+        if src.categories and round_.listing is None:
+            if round_.listing_error is None:
+                try:
+                    round_.listing = self._listing()
+                except ProviderUnreachable:
+                    raise
+                except ProviderError as exc:
+                    round_.listing_error = str(exc)
+            if round_.listing is None:
+                raise ProviderError(round_.listing_error or "no protocol list")
+        return self._tvl(src, round_.listing or [])
+
     def _listing(self) -> list[_ProtocolListing]:
         raw = self.client.get_json("/protocols")
         if not isinstance(raw, list):
@@ -175,19 +218,28 @@ class DefiLlamaTvl:
             raise ProviderError(f"/protocols: unexpected shape ({_first_error(exc)})") \
                 from None
 
-    def _sector_series(self, src: SectorSources,
-                       listing: list[_ProtocolListing]) -> Series:
+    def _tvl(self, src: SectorSources, listing: list[_ProtocolListing]) -> Series:
         components: list[list[tuple[int, float]]] = []
         for chain in src.chains:
-            path = f"/v2/historicalChainTvl/{chain}"
-            rows = self._validated(path, list[_ChainPoint])
+            rows = self._validated(f"/v2/historicalChainTvl/{chain}", list[_ChainPoint])
             components.append([(r.date, r.tvl) for r in rows])
         for slug in self._top_slugs(src.categories, listing):
-            path = f"/protocol/{slug}"
-            history = self._validated(path, _ProtocolHistory)
+            history = self._validated(f"/protocol/{slug}", _ProtocolHistory)
             components.append([(r.date, r.totalLiquidityUSD) for r in history.tvl])
-        if not components or not any(components):
+        if not any(components):
             raise ProviderError("no TVL series for this sector")
+        return _summed(components)
+
+    def _volume(self, src: SectorSources) -> Series:
+        """DEX volume: on the sector's chains, or on every DEX for a DEX category sector."""
+        paths = ([f"/overview/dexs/{chain}" for chain in src.chains] if src.chains
+                 else ["/overview/dexs"])
+        components = []
+        for path in paths:
+            overview = self._validated(path, _Overview, params=_CHART_ONLY)
+            components.append([(int(ts), value) for ts, value in overview.totalDataChart])
+        if not any(components):
+            raise ProviderError("no volume series for this sector")
         return _summed(components)
 
     def _top_slugs(self, categories: tuple[str, ...],
@@ -202,12 +254,20 @@ class DefiLlamaTvl:
         members.sort(key=lambda p: (-(p.tvl or 0.0), p.slug))
         return [p.slug for p in members[:self.top_protocols]]
 
-    def _validated(self, path: str, model: Any) -> Any:
-        raw = self.client.get_json(path)
+    def _validated(self, path: str, model: Any,
+                   params: Mapping[str, str] | None = None) -> Any:
+        raw = self.client.get_json(path, params)
         try:
             return TypeAdapter(model).validate_python(raw)
         except ValidationError as exc:
             raise ProviderError(f"{path}: unexpected shape ({_first_error(exc)})") from None
+
+
+_CHART_ONLY = {"excludeTotalDataChart": "false", "excludeTotalDataChartBreakdown": "true"}
+
+
+def _trades_on_dexes(src: SectorSources) -> bool:
+    return any(DEX_CATEGORY in spellings_of(c) for c in src.categories)
 
 
 def _first_error(exc: ValidationError) -> str:
