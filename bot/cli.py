@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                           help="replay data (default: replay.data_dir, else the bundled sample)")
     backtest.add_argument("--start", type=_day, default=None, help="first day (YYYY-MM-DD)")
     backtest.add_argument("--end", type=_day, default=None, help="last day (YYYY-MM-DD)")
+    signals = with_config(sub.add_parser(
+        "signals", help="print the current sector signals without trading"))
+    signals.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    signals.add_argument("--as-of", type=_day, default=None, dest="as_of",
+                         help="paper mode: the day whose close to read (default: the last)")
     explain = with_config(sub.add_parser("explain", help="explain the last or a given decision"))
     explain.add_argument("decision_id", nargs="?", help="decision id (prefix); default: last")
     return p
@@ -79,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _resume(settings)
     if args.command == "backtest":
         return _backtest(settings, args)
+    if args.command == "signals":
+        return _signals(settings, args)
     return _run(settings, args)
 
 
@@ -106,6 +113,32 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if daemon.summary:
         print(summary_line(daemon.summary), file=sys.stderr)
     return code
+
+
+def _signals(settings: Settings, args: argparse.Namespace) -> int:
+    """The sector table the engine would decide on now; nothing written, nothing sent."""
+    if args.as_of is not None and settings.mode != "paper":
+        return _fail_config(["--as-of: only in paper mode (a venue answers for now)"])
+    configure_logging("warning", "json", stream=sys.stderr)
+    from bot.domain.explain import render_signals
+    from bot.exchange.port import ExchangeError
+    from bot.service.daemon import StartupError
+    from bot.service.signal_table import current_table
+    from bot.sources.replay import ReplayDataError
+
+    try:
+        table = current_table(settings, get_logger(), args.as_of)
+    except (StartupError, ReplayDataError) as exc:
+        return _fail_config([str(exc)])
+    except ExchangeError as exc:
+        print(f"signals failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(table.to_json(), sort_keys=True))
+    else:
+        print(render_signals(table.as_of, table.report.scores, table.ages, table.stale,
+                             table.source), end="")
+    return EXIT_OK
 
 
 def _day(text: str) -> date:

@@ -1,4 +1,5 @@
-"""Plain-text explanation of a decision, for ``sectorbot explain`` and for people.
+"""Plain-text explanation of a decision (``sectorbot explain``) and of the current sector
+signals (``sectorbot signals``), for people.
 
 Everything shown comes from the decision itself (scores, reasons, targets, overlay), so a
 stored decision explains itself later without the snapshot. Passing the universe groups the
@@ -8,9 +9,10 @@ target tokens by sector; without it they are listed by bucket totals and token.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
-from bot.domain.models import Bucket, Decision, Universe
+from bot.domain.models import Bucket, Decision, SectorScore, Universe
 
 COMPONENT_ORDER = ("mom", "tvl", "volume", "dev", "overbought", "crowding", "cycle_prior")
 
@@ -102,3 +104,28 @@ def _spot_lines(d: Decision, universe: Universe | None) -> list[str]:
         detail = ", ".join(f"{t} {_pct(d.spot_weights[t])}" for t in symbols)
         rows.append([bucket, sector, _pct(total), detail])
     return [*lines, "", *_table(["bucket", "sector", "weight", "tokens"], rows)]
+
+
+def render_signals(as_of: datetime, scores: Sequence[SectorScore],
+                   ages: Mapping[str, Mapping[str, float | None]],
+                   stale: Iterable[str], source: str) -> str:
+    """``sectorbot signals``: each sector's components (z-units), composite, confidence and
+    the age in days of each sector metric's newest point, then what is stale."""
+    out = [f"Sector signals as of {as_of.isoformat()} from {source} "
+           "(z-units; '-' = missing or stale)"]
+    names = sorted({k for s in scores for k in s.components}, key=_component_key)
+    metrics = sorted({m for per in ages.values() for m in per})
+    ordered = sorted(scores, key=lambda s: (s.rank is None, s.rank or 0, s.sector))
+    rows = [[str(s.rank) if s.rank is not None else "-", s.sector, _num(s.score),
+             f"{s.confidence:.2f}", *(_num(s.components.get(n)) for n in names),
+             *(_age(ages.get(s.sector, {}).get(m)) for m in metrics)]
+            for s in ordered]
+    out += _table(["rank", "sector", "score", "conf", *names,
+                   *(f"{m.removesuffix('_usd')}_age" for m in metrics)], rows)
+    keys = sorted(stale)
+    out += ["", "Stale"] + ([f"  - {k}" for k in keys] or ["  none"])
+    return "\n".join(out) + "\n"
+
+
+def _age(days: float | None) -> str:
+    return "-" if days is None else f"{days:.1f}d"

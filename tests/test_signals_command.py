@@ -1,0 +1,87 @@
+"""``sectorbot signals``: the sector table without trading, from replay data in paper mode
+and from the venue plus DefiLlama in demo mode; nothing written, nothing sent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_proc import env_for, run_cli
+from tests.defillama_server import DefiLlamaFake, serve
+from tests.demo_launcher import EMULATOR_ENV
+from tests.exchange_emulator import BinanceEmulator
+from tests.test_demo_mode_process import KEY, SECRET, UNIVERSE_WITH_TVL
+
+SECTORS = {"L1", "L2", "DEX", "LENDING", "ORACLES", "RWA", "PRIVACY"}
+
+
+def test_paper_signals_read_the_replay_as_of_a_day_and_write_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite3"
+    proc = run_cli(["signals", "--json", "--as-of", "2022-06-01"], state, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    assert table["as_of"] == "2022-06-02T00:00:00+00:00"  # the close of 2022-06-01
+    assert {s["sector"] for s in table["sectors"]} == SECTORS
+    ranks = [s["rank"] for s in table["sectors"] if s["rank"] is not None]
+    assert ranks == list(range(1, len(ranks) + 1)), "ranked first, unscored last"
+    dex = next(s for s in table["sectors"] if s["sector"] == "DEX")
+    assert dex["components"]["tvl_7d"] is not None
+    assert dex["metric_age_days"]["tvl_usd"] == pytest.approx(0.0)
+    assert not state.exists() and list(tmp_path.iterdir()) == [], "nothing written"
+
+    text = run_cli(["signals", "--as-of", "2022-06-01"], state, tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("Sector signals as of 2022-06-02")
+    assert {line.split()[1] for line in text.stdout.splitlines()[2:9]} == SECTORS
+
+
+def test_as_of_is_refused_outside_paper_mode(tmp_path: Path) -> None:
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text('mode = "demo"\n[exchange]\nname = "binance"\n')
+    proc = run_cli(["signals", "--config", str(cfg), "--as-of", "2024-01-01"],
+                   tmp_path / "s.sqlite3", tmp_path, SECTORBOT__EXCHANGE__API_KEY=KEY,
+                   SECTORBOT__EXCHANGE__API_SECRET=SECRET)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("config error: --as-of: only in paper mode")
+
+
+@pytest.fixture
+def emu() -> Iterator[BinanceEmulator]:
+    with BinanceEmulator(KEY, SECRET) as emulator:
+        yield emulator
+
+
+@pytest.mark.process
+def test_demo_signals_read_the_venue_and_defillama_and_send_nothing(
+        emu: BinanceEmulator, tmp_path: Path) -> None:
+    universe = tmp_path / "sectors.toml"
+    universe.write_text(UNIVERSE_WITH_TVL)
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text('mode = "demo"\n[exchange]\nname = "binance"\n')
+    fake = DefiLlamaFake(last_day=(datetime.now(UTC) - timedelta(days=1)).date())
+    with serve(fake) as url:
+        env = env_for(tmp_path / "state.sqlite3", SECTORBOT__EXCHANGE__API_KEY=KEY,
+                      SECTORBOT__EXCHANGE__API_SECRET=SECRET, **{EMULATOR_ENV: emu.base_url},
+                      SECTORBOT__UNIVERSE_FILE=str(universe),
+                      SECTORBOT__SIGNALS__DEFILLAMA="true",
+                      SECTORBOT__SIGNALS__DEFILLAMA_URL=url,
+                      SECTORBOT__SIGNALS__MIN_INTERVAL_SECONDS="0")
+        proc = subprocess.run([sys.executable, "-m", "tests.demo_launcher", "signals",
+                               "--json", "--config", str(cfg)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    by_sector = {s["sector"]: s for s in table["sectors"]}
+    assert set(by_sector) == {"L1", "L2", "DEX", "LENDING", "ORACLES"}
+    for sector in ("L1", "L2", "DEX", "LENDING"):
+        assert by_sector[sector]["components"]["tvl_7d"] is not None, sector
+        assert by_sector[sector]["metric_age_days"]["tvl_usd"] <= 2
+    assert by_sector["ORACLES"]["metric_age_days"]["tvl_usd"] is None
+    assert emu.count("POST") == 0 and emu.count("DELETE") == 0, "no order, no cancel"
+    assert not (tmp_path / "state.sqlite3").exists()
