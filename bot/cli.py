@@ -102,6 +102,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         daemon = Daemon(settings, log)
+    except ConfigError as exc:  # the universe file, read at start
+        return _fail_config(exc.lines)
     except (StartupError, ReplayDataError) as exc:
         return _fail_config([str(exc)])
     except ExchangeError as exc:  # venue unreachable at start-up: say so, no traceback
@@ -124,11 +126,14 @@ def _signals(settings: Settings, args: argparse.Namespace) -> int:
     from bot.exchange.port import ExchangeError
     from bot.service.daemon import StartupError
     from bot.service.signal_table import current_table
+    from bot.service.venue import VenueStartupError
     from bot.sources.replay import ReplayDataError
 
     try:
         table = current_table(settings, get_logger(), args.as_of)
-    except (StartupError, ReplayDataError) as exc:
+    except ConfigError as exc:
+        return _fail_config(exc.lines)
+    except (StartupError, ReplayDataError, VenueStartupError) as exc:
         return _fail_config([str(exc)])
     except ExchangeError as exc:
         print(f"signals failed: {exc}", file=sys.stderr)

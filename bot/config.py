@@ -164,6 +164,9 @@ class SignalSettings(_Section):
     attempts: int = Field(3, ge=1, le=10)
     min_interval_seconds: float = Field(1.0, ge=0)
     """Between two requests to one provider (DefiLlama publishes no limit: be polite)."""
+    round_budget_seconds: float = Field(120.0, gt=0, le=900)
+    """The longest one refresh round may take (the risk watch waits for it); what is left
+    is fetched in the next round."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ class DefiLlamaFake:
                                                           .read_text())
         self.uniswap = json.loads((FIXTURES / "protocol_uniswap.json").read_text())
         self.overview = json.loads((FIXTURES / "overview_dexs.json").read_text())
+        self.chains: dict[str, list[dict[str, Any]]] = {}
+        """Extra or replaced ``/v2/historicalChainTvl/<chain>`` answers (unshifted)."""
         self.shift = 0
         if last_day is not None:
             end = datetime.fromtimestamp(self.uniswap["tvl"][-1]["date"], UTC).date()
@@ -76,9 +78,13 @@ class DefiLlamaFake:
         if path.startswith("/v2/historicalChainTvl/"):
             chain = path.rsplit("/", 1)[1]
             file = FIXTURES / f"chain_{chain}.json"
-            if not file.exists():
+            if chain in self.chains:
+                rows = self.chains[chain]
+            elif file.exists():
+                rows = json.loads(file.read_text())
+            else:
                 return None
-            return [{**p, "date": p["date"] + self.shift} for p in json.loads(file.read_text())]
+            return [{**p, "date": p["date"] + self.shift} for p in rows]
         if path == "/overview/dexs" or path.startswith("/overview/dexs/"):
             chain = path.removeprefix("/overview/dexs").strip("/")
             scale = CHAIN_VOLUME_SHARE.get(chain, 1.0) if chain else 1.0

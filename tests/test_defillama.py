@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -128,7 +128,6 @@ def test_a_wait_longer_than_allowed_fails_at_once_and_marks_the_sector_stale(
     (Fault(200, body=json.dumps([{"date": 1672531200, "totalValueLocked": 1.0}]).encode()),
      "tvl"),
     (Fault(200, body=b'[{"date": 1672531200, "tvl": NaN}]'), "finite"),
-    (Fault(404), "HTTP 404"),
 ])
 def test_a_bad_answer_marks_the_sector_stale_and_keeps_its_last_good_series(
         fake: DefiLlamaFake, base_url: str, fault: Fault, reason: str) -> None:
@@ -148,19 +147,115 @@ def test_a_bad_answer_marks_the_sector_stale_and_keeps_its_last_good_series(
     assert stale == {}, "a failed sector is fetched again on the next round, not in 6 hours"
 
 
-def test_a_stalled_host_costs_one_timeout_not_one_per_sector(fake: DefiLlamaFake,
-                                                            base_url: str) -> None:
+def test_a_stalled_path_costs_its_own_timeouts_and_the_other_sectors_are_read(
+        fake: DefiLlamaFake, base_url: str) -> None:
+    """A slow answer is not a dead host: the path that stalls fails, the rest go on."""
     fake.fail("/protocols", Fault(stall=10), Fault(stall=10))
     started = time.monotonic()
     metrics, stale = provider(base_url, timeout=0.5, attempts=2).metrics(AS_OF)
     elapsed = time.monotonic() - started
+    assert "no answer within 0.5s" in stale["metric:tvl_usd:DEX"]
+    assert "no answer within 0.5s" in stale["metric:tvl_usd:LENDING"], "listed once per round"
+    assert fake.count("/protocols") == 2
+    assert "tvl_usd" in metrics["L1"] and "volume_usd" in metrics["DEX"]
+    assert elapsed < 5, "two 0.5 s timeouts, not the 10 s stall"
+
+
+def test_a_host_nobody_answers_on_costs_one_connection_round_not_one_per_sector() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sleeps = Sleeps()
+    metrics, stale = provider(url, sleeps, attempts=2).metrics(AS_OF)
     assert metrics == {}
     assert set(stale) == {"metric:tvl_usd", "metric:tvl_usd:DEX", "metric:tvl_usd:L1",
                           "metric:tvl_usd:LENDING", "metric:volume_usd",
                           "metric:volume_usd:DEX", "metric:volume_usd:L1"}
-    assert "no answer within 0.5s" in stale["metric:tvl_usd:L1"]
-    assert fake.count("/v2/") == 0, "no other request waited on the silent host"
-    assert elapsed < 5, "two 0.5 s timeouts, not the 10 s stall"
+    assert all("cannot connect" in reason for reason in stale.values()
+               if reason.startswith("GET"))
+    assert len(sleeps.asked) == 1, "one backoff between the two tries of one request"
+
+
+def test_a_round_stops_at_its_budget_and_the_rest_is_fetched_next_round(
+        fake: DefiLlamaFake, base_url: str) -> None:
+    fake.fail("/protocols", Fault(stall=0.6))
+    policy = HttpPolicy(timeout_seconds=5, attempts=1, min_interval_seconds=0.0)
+    tvl = DefiLlamaSectors(PoliteClient(base_url, policy), SOURCES, top_protocols=3,
+                           round_budget_seconds=0.3)
+    first, stale = tvl.metrics(AS_OF)
+    assert stale == {}, "what was not reached is not stale, only not there yet"
+    assert set(first) == {"DEX"} and set(first["DEX"]) == {"tvl_usd"}
+    second, stale = tvl.metrics(AS_OF + timedelta(minutes=1))
+    assert stale == {} and "L1" in second
+
+
+def test_a_stop_request_ends_a_round_between_requests(base_url: str) -> None:
+    asked = {"n": 0}
+
+    def stopping() -> bool:
+        asked["n"] += 1
+        return asked["n"] > 1  # the daemon is told to stop after the first job
+
+    policy = HttpPolicy(timeout_seconds=5, attempts=1, min_interval_seconds=0.0)
+    tvl = DefiLlamaSectors(PoliteClient(base_url, policy), SOURCES, stopping=stopping)
+    metrics, stale = tvl.metrics(AS_OF)
+    assert stale == {} and sum(len(m) for m in metrics.values()) == 1
+
+
+def test_millisecond_timestamps_mark_the_sector_stale_instead_of_failing_the_cycle(
+        fake: DefiLlamaFake, base_url: str) -> None:
+    rows = json.loads((FIXTURES / "chain_Solana.json").read_text())
+    fake.chains["Solana"] = [{**r, "date": r["date"] * 1000} for r in rows]
+    metrics, stale = provider(base_url).metrics(AS_OF)
+    assert "not a unix time in seconds" in stale["metric:tvl_usd:L1"]
+    assert "tvl_usd" in metrics["DEX"]
+
+
+def test_a_day_still_open_at_the_fetch_is_never_kept_as_its_close(base_url: str) -> None:
+    """Fetched at noon, DefiLlama's last point is the day so far; a decision after
+    midnight must not read it as that day's close."""
+    fake = DefiLlamaFake(last_day=date(2024, 3, 10))
+    with serve(fake) as url:
+        tvl = provider(url)
+        noon = datetime(2024, 3, 10, 12, tzinfo=UTC)
+        tvl.metrics(noon)
+        after_midnight, _ = tvl.metrics(datetime(2024, 3, 11, 1, tzinfo=UTC))
+    last = after_midnight["L1"]["tvl_usd"].points[-1][0]
+    assert last == datetime(2024, 3, 10, tzinfo=UTC), "the close of 03-09, not of 03-10"
+
+
+def test_a_chain_that_stopped_reporting_is_left_out_and_named(fake: DefiLlamaFake,
+                                                               base_url: str) -> None:
+    rows = json.loads((FIXTURES / "chain_Avalanche.json").read_text())
+    fake.chains["Avalanche"] = rows[:-30]  # its last month missing: it stopped
+    tvl = provider(base_url)
+    metrics, stale = tvl.metrics(AS_OF)
+    assert stale == {}
+    sol = chain_values("Solana")
+    l1 = dict(metrics["L1"]["tvl_usd"].points)
+    assert l1 == pytest.approx(sol), "Solana alone: no stale Avalanche value carried forward"
+    assert "stopped reporting" in tvl.dropped["tvl chain Avalanche"]
+
+
+def test_a_young_component_does_not_show_up_as_growth(fake: DefiLlamaFake,
+                                                      base_url: str) -> None:
+    rows = json.loads((FIXTURES / "chain_Avalanche.json").read_text())
+    fake.chains["Avalanche"] = rows[-20:]  # listed 20 days ago
+    tvl = provider(base_url)
+    metrics, _ = tvl.metrics(AS_OF)
+    assert dict(metrics["L1"]["tvl_usd"].points) == pytest.approx(chain_values("Solana"))
+    assert "under 90 days" in tvl.dropped["tvl chain Avalanche"]
+
+
+def test_a_chain_defillama_does_not_know_is_left_out_not_the_sector(base_url: str) -> None:
+    sources = {"L1": SectorSources(chains=("Solana", "Atlantis"))}
+    tvl = provider(base_url, sources=sources)
+    metrics, stale = tvl.metrics(AS_OF)
+    assert stale == {}
+    assert dict(metrics["L1"]["tvl_usd"].points) == pytest.approx(chain_values("Solana"))
+    assert "HTTP 404" in tvl.dropped["tvl chain Atlantis"]
 
 
 def test_the_default_universe_names_a_tvl_source_for_every_sector() -> None:

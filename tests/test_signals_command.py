@@ -85,3 +85,21 @@ def test_demo_signals_read_the_venue_and_defillama_and_send_nothing(
     assert by_sector["ORACLES"]["metric_age_days"]["tvl_usd"] is None
     assert emu.count("POST") == 0 and emu.count("DELETE") == 0, "no order, no cancel"
     assert not (tmp_path / "state.sqlite3").exists()
+
+
+def test_a_bad_defillama_table_exits_2_naming_the_key_before_any_venue_request(
+        tmp_path: Path) -> None:
+    universe = tmp_path / "sectors.toml"
+    universe.write_text('[core]\ntokens = ["BTC"]\n[sectors.L1]\ntokens = ["SOL"]\n'
+                        '[sectors.L1.defillama]\nchain = ["Solana"]\n')
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text('mode = "demo"\n[exchange]\nname = "binance"\n')
+    for command in (["signals"], ["run", "--once"]):
+        proc = run_cli([*command, "--config", str(cfg)], tmp_path / "s.sqlite3", tmp_path,
+                       SECTORBOT__UNIVERSE_FILE=str(universe),
+                       SECTORBOT__SIGNALS__DEFILLAMA="true",
+                       SECTORBOT__EXCHANGE__API_KEY=KEY,
+                       SECTORBOT__EXCHANGE__API_SECRET=SECRET)
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert "sectors.L1.defillama.chain: unknown key" in proc.stderr
+        assert "Traceback" not in proc.stderr

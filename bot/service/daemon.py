@@ -184,11 +184,13 @@ class Daemon:
         self._take_ownership()
         try:
             venue = build_venue(self.settings, load_universe(self.settings.universe_file),
-                                LOOKBACK_DAYS, self.log, halted=self.halted)
+                                LOOKBACK_DAYS, self.log, halted=self.halted,
+                                stopping=self.stop_event.is_set)
         except VenueStartupError as exc:
             raise StartupError(str(exc)) from exc
         self.universe = venue.universe
         self._venue_exchange = venue.exchange
+        self._venue_signals = venue.signals
         self.exchange = venue.exchange
         self.request_timeout = venue.exchange.request_timeout_seconds
         try:
@@ -478,6 +480,7 @@ class Daemon:
             self.store.close()
             if isinstance(self.driver, WallClock):
                 self._venue_exchange.close()
+                self._venue_signals.close()
             self._release_owner()
             if self.unprotected:
                 self.log.error("daemon.stopped", cycles=self.cycles_done, clean=False,

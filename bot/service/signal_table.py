@@ -78,6 +78,7 @@ def current_table(settings: Settings, log: Any, as_of: date | None = None) -> Si
     try:
         snapshot = venue.signals.snapshot(venue.clock.as_of())
     finally:
+        venue.signals.close()
         venue.exchange.close()
     return build_table(snapshot, venue.universe, settings,
                        f"{settings.exchange.name} {settings.mode}")

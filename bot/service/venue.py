@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from bot import __version__
-from bot.config import Settings, load_sector_sources
+from bot.config import ConfigError, SectorSources, Settings, load_sector_sources
 from bot.domain.models import MarketKind, SectorSpec, TokenSpec, Universe
 from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryPolicy
 from bot.exchange.port import ExchangeError
@@ -93,13 +94,18 @@ def listed_universe(universe: Universe, exchange: CcxtExchange, log: Any) -> Uni
 
 
 def build_venue(settings: Settings, universe: Universe, lookback_days: int,
-                log: Any, halted: threading.Event | None = None) -> VenueSetup:
+                log: Any, halted: threading.Event | None = None,
+                stopping: Callable[[], bool] | None = None) -> VenueSetup:
     """Adapter, venue-restricted universe, signal source and clock for a non-paper mode.
 
     This is the start-up check, before anything is scheduled or written: markets are
     loaded (an unreachable venue shows now) and the balances read, because market data is
     public and refused keys would otherwise only show in the first cycle's signed request.
     """
+    try:
+        sources = load_sector_sources(settings.universe_file)
+    except ConfigError as exc:  # checked before the venue is contacted
+        raise VenueStartupError("; ".join(exc.lines)) from exc
     exchange = build_exchange(settings, universe, halted)
     try:
         restricted = listed_universe(universe, exchange, log)
@@ -111,24 +117,33 @@ def build_venue(settings: Settings, universe: Universe, lookback_days: int,
         exchange.close()
         raise
     signals = VenueSignals(exchange, restricted.all_tokens(), lookback_days, log,
-                           sector_metrics=sector_metrics(settings, restricted))
+                           sector_metrics=sector_metrics(settings, restricted, sources,
+                                                         stopping))
     return VenueSetup(exchange, signals, restricted, WallClock())
 
 
-def sector_metrics(settings: Settings, universe: Universe) -> DefiLlamaSectors | None:
-    """The DefiLlama provider (TVL, DEX volume) for the universe's sectors, unless off."""
-    conf = settings.signals
+def sector_metrics(settings: Settings, universe: Universe,
+                   sources: Mapping[str, SectorSources],
+                   stopping: Callable[[], bool] | None = None) -> DefiLlamaSectors | None:
+    """The DefiLlama provider (TVL, DEX volume) for the universe's sectors, unless off.
+    It goes out the way the venue does: the operator's proxy and CA bundle apply."""
+    conf, ex = settings.signals, settings.exchange
     if not conf.defillama:
         return None
     sectors = {s.name for s in universe.sectors}
-    sources = {name: src for name, src in load_sector_sources(settings.universe_file).items()
-               if name in sectors}
-    policy = HttpPolicy(timeout_seconds=conf.timeout_seconds, attempts=conf.attempts,
-                        min_interval_seconds=conf.min_interval_seconds)
+    policy = HttpPolicy(
+        timeout_seconds=conf.timeout_seconds, attempts=conf.attempts,
+        min_interval_seconds=conf.min_interval_seconds,
+        proxy=ex.https_proxy.get_secret_value() if ex.https_proxy is not None else None,
+        verify=str(ex.ca_bundle) if ex.ca_bundle is not None else True,
+        trust_env=ex.trust_env)
     client = PoliteClient(conf.defillama_url, policy,
                           headers={"User-Agent": f"sectorbot/{__version__}"})
-    return DefiLlamaSectors(client, sources, top_protocols=conf.defillama_top_protocols,
-                        refresh=timedelta(hours=conf.refresh_hours))
+    return DefiLlamaSectors(client, {n: src for n, src in sources.items() if n in sectors},
+                            top_protocols=conf.defillama_top_protocols,
+                            refresh=timedelta(hours=conf.refresh_hours),
+                            round_budget_seconds=conf.round_budget_seconds,
+                            stopping=stopping)
 
 
 __all__ = ["VenueSetup", "VenueStartupError", "WallClock", "build_exchange", "build_venue",

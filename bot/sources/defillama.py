@@ -19,16 +19,23 @@ the replay's convention: the value of day D is stamped D+1 00:00 UTC, visible on
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
 from bot.config import SectorSources
 from bot.domain.models import Series
-from bot.sources.http_client import PoliteClient, ProviderError, ProviderUnreachable
+from bot.sources.http_client import (
+    PoliteClient,
+    ProviderError,
+    ProviderStatusError,
+    ProviderUnreachable,
+)
 
 TVL = "tvl_usd"
 VOLUME = "volume_usd"
@@ -59,9 +66,20 @@ def spellings_of(category: str) -> frozenset[str]:
 # ------------------------------------------------------------------------ response models
 
 
+EARLIEST = 1_230_768_000
+"""2009-01-01: no DeFi figure is older; a timestamp below it is in the wrong unit."""
+
+
 def _amount(value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"must be finite and >= 0, got {value}")
+    return value
+
+
+def _day_stamp(value: int) -> int:
+    """Unix seconds, not in the future (a millisecond stamp would be far past it)."""
+    if not EARLIEST <= value <= time.time() + 2 * 86_400:
+        raise ValueError(f"{value} is not a unix time in seconds of a past day")
     return value
 
 
@@ -72,6 +90,7 @@ class _ChainPoint(BaseModel):
     tvl: float
 
     _check = field_validator("tvl")(_amount)
+    _when = field_validator("date")(_day_stamp)
 
 
 class _ProtocolPoint(BaseModel):
@@ -81,6 +100,7 @@ class _ProtocolPoint(BaseModel):
     totalLiquidityUSD: float
 
     _check = field_validator("totalLiquidityUSD")(_amount)
+    _when = field_validator("date")(_day_stamp)
 
 
 class _ProtocolHistory(BaseModel):
@@ -99,7 +119,8 @@ class _Overview(BaseModel):
     @field_validator("totalDataChart")
     @classmethod
     def _finite(cls, chart: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        for _ts, value in chart:
+        for ts, value in chart:
+            _day_stamp(ts)
             _amount(value)
         return chart
 
@@ -140,10 +161,19 @@ class DefiLlamaSectors:
 
     def __init__(self, client: PoliteClient, sources: Mapping[str, SectorSources],
                  top_protocols: int = 10,
-                 refresh: timedelta = timedelta(hours=6)) -> None:
+                 refresh: timedelta = timedelta(hours=6),
+                 round_budget_seconds: float = 90.0,
+                 stopping: Callable[[], bool] | None = None) -> None:
+        """``round_budget_seconds`` bounds one round (the daemon holds its lock meanwhile:
+        the risk watch waits); jobs left over stay due for the next round. ``stopping``
+        ends a round between requests when the daemon is asked to stop."""
         self.client = client
         self.top_protocols = top_protocols
         self.refresh = refresh
+        self.round_budget = round_budget_seconds
+        self.stopping = stopping or (lambda: False)
+        self.dropped: dict[str, str] = {}
+        """Components left out of a sum (not on DefiLlama, dead, too young) and why."""
         self._sources = dict(sorted(sources.items()))
         self.jobs: list[tuple[str, str]] = []
         for sector, src in self._sources.items():
@@ -154,25 +184,38 @@ class DefiLlamaSectors:
         self._kept: dict[tuple[str, str], _Kept] = {}
         self._failed: dict[tuple[str, str], str] = {}
 
+    def close(self) -> None:
+        self.client.close()
+
     def metrics(self, as_of: datetime) -> tuple[dict[str, dict[str, Series]], dict[str, str]]:
         """``({sector: {metric: series}}, {stale key: reason})`` as of ``as_of``."""
         due = [job for job in self.jobs
                if job in self._failed or job not in self._kept
                or as_of - self._kept[job].fetched >= self.refresh]
         round_ = _Round()
+        started = time.monotonic()
         for n, job in enumerate(due):
+            if self.stopping() or time.monotonic() - started > self.round_budget:
+                break  # the rest stay due: next round
             try:
                 series = self._fetch(job, round_)
             except ProviderUnreachable as exc:
-                # The host is down or silent: every other job would wait out the same
-                # timeouts. They keep their last good series and are marked stale.
+                # No connection to the host: every other job would wait the same way.
+                # They keep their last good series and are marked stale.
                 for rest in due[n:]:
                     self._failed[rest] = str(exc)
                 break
             except ProviderError as exc:
                 self._failed[job] = str(exc)
                 continue
-            self._kept[job] = _Kept(series, as_of)
+            except Exception as exc:  # a provider must never fail the cycle
+                self._failed[job] = f"unexpected {type(exc).__name__}: {exc}"
+                continue
+            # Fetched during a day, DefiLlama's last point is that day so far: only what
+            # had closed at the fetch is kept, so a later decision never reads a partial
+            # day as a close.
+            closed = tuple(p for p in series.points if p[0] <= as_of)
+            self._kept[job] = _Kept(Series(closed), as_of)
             self._failed.pop(job, None)
         out: dict[str, dict[str, Series]] = {}
         stale: dict[str, str] = {}
@@ -209,38 +252,67 @@ class DefiLlamaSectors:
         return self._tvl(src, round_.listing or [])
 
     def _listing(self) -> list[_ProtocolListing]:
+        """Rows that do not validate are skipped; most of them failing is a schema change."""
         raw = self.client.get_json("/protocols")
         if not isinstance(raw, list):
             raise ProviderError("/protocols: expected a list")
+        rows: list[_ProtocolListing] = []
+        first: str | None = None
+        for item in raw:
+            try:
+                rows.append(_ProtocolListing.model_validate(item))
+            except ValidationError as exc:
+                first = first or _first_error(exc)
+        if raw and len(rows) < len(raw) / 2:
+            raise ProviderError(f"/protocols: unexpected shape ({first})")
+        return rows
+
+    def _component(self, path: str, model: Any, name: str,
+                   params: Mapping[str, str] | None = None) -> Any:
+        """One part of a sector's sum; None when DefiLlama does not know it (4xx): that
+        part is left out, not the whole sector."""
         try:
-            return [_ProtocolListing.model_validate(item) for item in raw]
-        except ValidationError as exc:
-            raise ProviderError(f"/protocols: unexpected shape ({_first_error(exc)})") \
-                from None
+            return self._validated(path, model, params)
+        except ProviderStatusError as exc:
+            if 400 <= exc.status < 500:
+                self.dropped[name] = str(exc)
+                return None
+            raise
 
     def _tvl(self, src: SectorSources, listing: list[_ProtocolListing]) -> Series:
-        components: list[list[tuple[int, float]]] = []
+        components: dict[str, list[tuple[int, float]]] = {}
         for chain in src.chains:
-            rows = self._validated(f"/v2/historicalChainTvl/{chain}", list[_ChainPoint])
-            components.append([(r.date, r.tvl) for r in rows])
+            rows = self._component(f"/v2/historicalChainTvl/{quote(chain, safe='')}",
+                                   list[_ChainPoint], f"tvl chain {chain}")
+            if rows is not None:
+                components[f"tvl chain {chain}"] = [(r.date, r.tvl) for r in rows]
         for slug in self._top_slugs(src.categories, listing):
-            history = self._validated(f"/protocol/{slug}", _ProtocolHistory)
-            components.append([(r.date, r.totalLiquidityUSD) for r in history.tvl])
-        if not any(components):
-            raise ProviderError("no TVL series for this sector")
-        return _summed(components)
+            history = self._component(f"/protocol/{quote(slug, safe='')}", _ProtocolHistory,
+                                      f"tvl protocol {slug}")
+            if history is not None:
+                components[f"tvl protocol {slug}"] = [(r.date, r.totalLiquidityUSD)
+                                                      for r in history.tvl]
+        return self._summed(components, "TVL")
 
     def _volume(self, src: SectorSources) -> Series:
         """DEX volume: on the sector's chains, or on every DEX for a DEX category sector."""
-        paths = ([f"/overview/dexs/{chain}" for chain in src.chains] if src.chains
-                 else ["/overview/dexs"])
-        components = []
-        for path in paths:
-            overview = self._validated(path, _Overview, params=_CHART_ONLY)
-            components.append([(int(ts), value) for ts, value in overview.totalDataChart])
-        if not any(components):
-            raise ProviderError("no volume series for this sector")
-        return _summed(components)
+        paths = ({f"volume chain {c}": f"/overview/dexs/{quote(c, safe='')}"
+                  for c in src.chains} if src.chains else {"volume all DEXs": "/overview/dexs"})
+        components: dict[str, list[tuple[int, float]]] = {}
+        for name, path in paths.items():
+            overview = self._component(path, _Overview, name, params=_CHART_ONLY)
+            if overview is not None:
+                components[name] = [(int(ts), value) for ts, value in overview.totalDataChart]
+        return self._summed(components, "volume")
+
+    def _summed(self, components: dict[str, list[tuple[int, float]]], what: str) -> Series:
+        kept, dropped = consistent_components(components)
+        self.dropped.update(dropped)
+        if not kept:
+            raise ProviderError(f"no {what} series for this sector"
+                                + (f" ({'; '.join(sorted(dropped.values()))})" if dropped
+                                   else ""))
+        return _summed(list(kept.values()))
 
     def _top_slugs(self, categories: tuple[str, ...],
                    listing: list[_ProtocolListing]) -> list[str]:
@@ -276,9 +348,39 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg"))
 
 
+DEAD_AFTER_DAYS = 7
+"""A component whose newest day is this far behind the others' has stopped reporting."""
+MIN_COMPONENT_DAYS = 90
+"""A component with a shorter history would step the sum up inside the growth windows."""
+
+
+def consistent_components(components: dict[str, list[tuple[int, float]]],
+                          ) -> tuple[dict[str, list[tuple[int, float]]], dict[str, str]]:
+    """The components a sum can be built of over one common span, and why the others are
+    left out: a part that stopped reporting would keep an old value under new dates (the
+    sum would look fresh while part of it is stale), and one that started recently would
+    show up as growth. Left-out parts are named, so the loss of coverage is visible."""
+    spans = {name: (min(d for d, _ in pts), max(d for d, _ in pts))
+             for name, pts in components.items() if pts}
+    dropped = {name: f"{name}: no data" for name in components if name not in spans}
+    if not spans:
+        return {}, dropped
+    newest = max(last for _, last in spans.values())
+    alive = {n: s for n, s in spans.items() if newest - s[1] <= DEAD_AFTER_DAYS * 86_400}
+    dropped.update({n: f"{n}: stopped reporting" for n in spans if n not in alive})
+    mature = {n: s for n, s in alive.items()
+              if s[1] - s[0] >= MIN_COMPONENT_DAYS * 86_400}
+    if not mature:  # all young (a new sector): one common span is still consistent
+        mature = alive
+    dropped.update({n: f"{n}: under {MIN_COMPONENT_DAYS} days of history"
+                    for n in alive if n not in mature})
+    return {n: components[n] for n in mature}, dropped
+
+
 def _summed(components: list[list[tuple[int, float]]]) -> Series:
-    """The daily sum of the components, each carried forward over its own gaps (a missed
-    day is not a day of zero TVL); a component counts from its first day on."""
+    """The daily sum of the components over the span they all cover (from the latest
+    first day to the earliest last day), each carried forward over its own gaps inside it
+    (a missed day is not a day of zero)."""
     by_day: list[dict[datetime, float]] = []
     for points in components:
         days: dict[datetime, float] = {}
@@ -287,12 +389,15 @@ def _summed(components: list[list[tuple[int, float]]]) -> Series:
             days[day] = value  # a day given twice keeps its later point
         if days:
             by_day.append(days)
-    calendar = sorted(set().union(*by_day))
-    last: list[float | None] = [None] * len(by_day)
+    start = max(min(days) for days in by_day)
+    end = min(max(days) for days in by_day)
+    last: list[float] = [days[max(d for d in days if d <= start)] for days in by_day]
     out: list[tuple[datetime, float]] = []
-    for day in calendar:
+    for day in sorted(set().union(*by_day)):
+        if not start <= day <= end:
+            continue
         for i, days in enumerate(by_day):
             if day in days:
                 last[i] = days[day]
-        out.append((day + DAY, sum(v for v in last if v is not None)))
+        out.append((day + DAY, sum(last)))
     return Series(tuple(out))

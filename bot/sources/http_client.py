@@ -33,8 +33,16 @@ class ProviderError(Exception):
 
 
 class ProviderUnreachable(ProviderError):
-    """The host did not answer at all (timeouts, refused or reset connections) on every
-    try: further requests to it in the same round would only wait out their timeouts."""
+    """No connection to the host could be made on the last try (refused, connect timeout,
+    proxy down): further requests to it in the same round would only wait the same way."""
+
+
+class ProviderStatusError(ProviderError):
+    """The host answered with a status that retrying will not change (4xx but 429)."""
+
+    def __init__(self, reason: str, status: int) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class _Retryable(ProviderError):
@@ -57,6 +65,11 @@ class HttpPolicy:
     """The longest ``Retry-After`` obeyed; a longer one fails the fetch at once."""
     min_interval_seconds: float = 1.0
     """Between two requests to the same host."""
+    proxy: str | None = None
+    """The operator's HTTPS proxy (``exchange.https_proxy``): providers go the same way."""
+    verify: str | bool = True
+    """A CA bundle path for a TLS-intercepting proxy (``exchange.ca_bundle``)."""
+    trust_env: bool = False
 
 
 class PoliteClient:
@@ -72,7 +85,8 @@ class PoliteClient:
         self._http = httpx.Client(base_url=self.base_url, headers=dict(headers or {}),
                                   timeout=httpx.Timeout(policy.timeout_seconds),
                                   follow_redirects=False, transport=transport,
-                                  trust_env=False)
+                                  proxy=policy.proxy, verify=policy.verify,
+                                  trust_env=policy.trust_env)
 
     def close(self) -> None:
         self._http.close()
@@ -111,12 +125,17 @@ class PoliteClient:
         self._pace()
         try:
             response = self._http.get(path, params=dict(params or {}))
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
+            # Nobody there: the host (or the way to it) is down, for every path.
+            raise _Retryable(f"cannot connect ({type(exc).__name__})", no_answer=True) \
+                from None
         except httpx.TimeoutException:
-            raise _Retryable(f"no answer within {self.policy.timeout_seconds:g}s",
-                             no_answer=True) from None
+            # Connected but slow: this path may be heavy; the host is not down.
+            raise _Retryable(f"no answer within {self.policy.timeout_seconds:g}s") from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"connection failed ({type(exc).__name__})",
-                             no_answer=True) from None
+            raise _Retryable(f"connection failed ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:  # a body that cannot be decoded, and the like
+            raise ProviderError(f"GET {path}: {type(exc).__name__}") from None
         status = response.status_code
         if status == 429:
             wait = parse_retry_after(response.headers.get("Retry-After"))
@@ -126,7 +145,7 @@ class PoliteClient:
         if status >= 500:
             raise _Retryable(f"server error {status}")
         if status != 200:
-            raise ProviderError(f"GET {path}: HTTP {status}")
+            raise ProviderStatusError(f"GET {path}: HTTP {status}", status)
         try:
             return response.json()
         except ValueError:

@@ -18,7 +18,7 @@ engine holds rather than move money on a partial picture.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
@@ -83,8 +83,14 @@ class SectorMetricsSource(Protocol):
     """Per-sector daily metrics from a provider (DefiLlama TVL ...): the series it has, and
     the stale keys (``metric:<metric>:<SECTOR>``) with why each could not be refreshed."""
 
+    @property
+    def dropped(self) -> Mapping[str, str]:
+        """Parts left out of a sector's sum (unknown to the provider, dead, too young)."""
+
     def metrics(self, as_of: datetime) -> tuple[dict[str, dict[str, Series]],
                                                 dict[str, str]]: ...
+
+    def close(self) -> None: ...
 
 
 class VenueSignals:
@@ -103,6 +109,9 @@ class VenueSignals:
         self.lookback_days = lookback_days
         self.log = log
         self.sector_metrics = sector_metrics
+        self._reported: dict[str, str] = {}
+        """What was last said about each provider key (failure reason, dropped part): said
+        again only when it changes, so an outage is one line, not one per round."""
 
     def snapshot(self, as_of: datetime) -> MarketSnapshot:
         as_of = as_of.astimezone(UTC)
@@ -145,11 +154,21 @@ class VenueSignals:
         if self.sector_metrics is not None:
             metrics, failed = self.sector_metrics.metrics(as_of)
             for key, reason in sorted(failed.items()):
-                self.log.warning("signal.fetch_failed", signal=key, error=reason)
+                if self._reported.get(key) != reason:
+                    self.log.warning("signal.fetch_failed", signal=key, error=reason)
+            for name, why in sorted(self.sector_metrics.dropped.items()):
+                if self._reported.get(name) != why:
+                    self.log.warning("signal.component_dropped", component=name, reason=why)
+            self._reported = {**failed, **self.sector_metrics.dropped}
             stale |= set(failed)
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
                               sector_metrics=metrics, funding=funding,
                               stale=frozenset(stale), highs=highs, lows=lows)
+
+    def close(self) -> None:
+        """Close the providers' connections (the exchange is closed by its owner)."""
+        if self.sector_metrics is not None:
+            self.sector_metrics.close()
 
     def _daily_candles(self, token: TokenSpec) -> list[Any]:
         """One klines request through the adapter's retrying, secret-scrubbing caller."""
