@@ -51,7 +51,7 @@ def provider(url: str, sleeps: Sleeps | None = None, timeout: float = 5.0,
                         min_interval_seconds=0.0)
     client = PoliteClient(url, policy, sleep=sleeps or Sleeps())
     return DefiLlamaSectors(client, sources or SOURCES, top_protocols=3,
-                        refresh=timedelta(hours=6))
+                        refresh_every=timedelta(hours=6))
 
 
 def chain_values(chain: str) -> dict[datetime, float]:
@@ -137,11 +137,13 @@ def test_a_bad_answer_marks_the_sector_stale_and_keeps_its_last_good_series(
     tries = 3 if fault.status >= 500 else 1  # only a 5xx is retried (3 attempts)
     fake.fail(path, *[fault] * tries)
     later = AS_OF + timedelta(hours=7)  # past the refresh interval: fetched again
+    tvl.refresh(later)
     metrics, stale = tvl.metrics(later)
     assert reason in stale["metric:tvl_usd:L1"]
     assert set(stale) == {"metric:tvl_usd:L1"}, "only the sector that failed"
     assert metrics["L1"]["tvl_usd"] == first["L1"]["tvl_usd"], "the last good series stays"
     assert fake.count(path) == 1 + tries
+    tvl.refresh(later + timedelta(minutes=5))
     again, stale = tvl.metrics(later + timedelta(minutes=5))
     assert again["L1"]["tvl_usd"] == first["L1"]["tvl_usd"]
     assert stale == {}, "a failed sector is fetched again on the next round, not in 6 hours"
@@ -187,6 +189,7 @@ def test_a_round_stops_at_its_budget_and_the_rest_is_fetched_next_round(
     first, stale = tvl.metrics(AS_OF)
     assert stale == {}, "what was not reached is not stale, only not there yet"
     assert set(first) == {"DEX"} and set(first["DEX"]) == {"tvl_usd"}
+    tvl.refresh(AS_OF + timedelta(minutes=1))
     second, stale = tvl.metrics(AS_OF + timedelta(minutes=1))
     assert stale == {} and "L1" in second
 
@@ -220,7 +223,7 @@ def test_a_day_still_open_at_the_fetch_is_never_kept_as_its_close(base_url: str)
     with serve(fake) as url:
         tvl = provider(url)
         noon = datetime(2024, 3, 10, 12, tzinfo=UTC)
-        tvl.metrics(noon)
+        tvl.refresh(noon)
         after_midnight, _ = tvl.metrics(datetime(2024, 3, 11, 1, tzinfo=UTC))
     last = after_midnight["L1"]["tvl_usd"].points[-1][0]
     assert last == datetime(2024, 3, 10, tzinfo=UTC), "the close of 03-09, not of 03-10"
@@ -266,3 +269,31 @@ def test_the_default_universe_names_a_tvl_source_for_every_sector() -> None:
         for category in src.categories:
             known = set().union(*CATEGORY_ALIASES.values())
             assert spellings_of(category) & known, (sector.name, category)
+
+
+def test_a_read_never_waits_for_a_round_in_progress(fake: DefiLlamaFake,
+                                                    base_url: str) -> None:
+    """The daemon runs rounds in a job of their own; a decision reading meanwhile gets the
+    last published figures at once (a slow provider must not hold up trading)."""
+    import threading
+
+    tvl = provider(base_url)
+    first, _ = tvl.metrics(AS_OF)  # the first read runs the first round itself
+    requests = len(fake.requests)
+    assert tvl.metrics(AS_OF + timedelta(hours=7)) == (first, {})
+    assert len(fake.requests) == requests, "a read after the first sends nothing"
+    fake.fail("/v2/historicalChainTvl/Solana", Fault(stall=2))
+    later = AS_OF + timedelta(hours=7)
+    slow = threading.Thread(target=tvl.refresh, args=(later,))
+    slow.start()
+    time.sleep(0.3)  # the round is now waiting on the stalled answer
+    started = time.monotonic()
+    during, stale = tvl.metrics(later)
+    waited = time.monotonic() - started
+    slow.join()
+    assert slow_was_running(fake) and waited < 1.0
+    assert during == first and stale == {}
+
+
+def slow_was_running(fake: DefiLlamaFake) -> bool:
+    return fake.count("/v2/historicalChainTvl/Solana") == 2

@@ -103,3 +103,49 @@ def test_a_bad_defillama_table_exits_2_naming_the_key_before_any_venue_request(
         assert proc.returncode == 2, (command, proc.stderr)
         assert "sectors.L1.defillama.chain: unknown key" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.process
+def test_the_service_fetches_providers_in_a_job_of_its_own_and_stops_cleanly(
+        emu: BinanceEmulator, tmp_path: Path) -> None:
+    """As a service (demo), the providers' network round is its own scheduled job, on its
+    own worker: the trading jobs never wait for it. SIGTERM still ends with a clean stop."""
+    import signal
+    import time
+
+    universe = tmp_path / "sectors.toml"
+    universe.write_text(UNIVERSE_WITH_TVL)
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text('mode = "demo"\n[exchange]\nname = "binance"\n')
+    fake = DefiLlamaFake(last_day=(datetime.now(UTC) - timedelta(days=1)).date())
+    with serve(fake) as url:
+        env = env_for(tmp_path / "state.sqlite3", SECTORBOT__EXCHANGE__API_KEY=KEY,
+                      SECTORBOT__EXCHANGE__API_SECRET=SECRET, **{EMULATOR_ENV: emu.base_url},
+                      SECTORBOT__UNIVERSE_FILE=str(universe),
+                      SECTORBOT__SIGNALS__DEFILLAMA="true",
+                      SECTORBOT__SIGNALS__DEFILLAMA_URL=url,
+                      SECTORBOT__SIGNALS__MIN_INTERVAL_SECONDS="0",
+                      SECTORBOT__SCHEDULER__SIGNAL_REFRESH_SECONDS="2")
+        proc = subprocess.Popen([sys.executable, "-m", "tests.demo_launcher", "run",
+                                 "--config", str(cfg)], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        seen: list[dict[str, object]] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(json.loads(line))
+            if any(e["event"] == "cycle.completed" for e in seen) and \
+                    fake.count("/overview/dexs") >= 5:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    events = seen + [json.loads(line) for line in out.splitlines() if line.strip()]
+    [started] = [e for e in events if e["event"] == "scheduler.started"]
+    assert "providers" in started["jobs"]  # type: ignore[operator]
+    assert any(e["event"] == "cycle.completed" for e in events)
+    assert events[-1]["event"] == "daemon.stopped" and events[-1]["clean"] is True
+    assert fake.count("/protocols") == 1, "one round fetched everything; reads send nothing"

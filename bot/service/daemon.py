@@ -337,7 +337,10 @@ class Daemon:
         exit status (see :meth:`shutdown`)."""
         cycle_every, signals_every, risk_every = self._intervals()
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # Trading jobs share one worker (and the daemon's lock); the signal providers'
+            # network rounds have their own, so a slow provider never delays the risk watch.
+            executors={"default": ThreadPoolExecutor(max_workers=1),
+                       "providers": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -352,6 +355,11 @@ class Daemon:
             else:
                 scheduler.add_job(self._job(fn, name), "interval", seconds=every, id=name,
                                   next_run_time=first)
+        if isinstance(self.driver, WallClock) and self._venue_signals.has_providers:
+            # Ahead of the hourly signal refresh, so a cycle reads a fresh round.
+            scheduler.add_job(self._job(self._providers_job, "providers"), "interval",
+                              seconds=signals_every, id="providers", executor="providers",
+                              next_run_time=now + timedelta(seconds=signals_every / 4))
         self._install_signal_handlers()
         scheduler.start()
         self.log.info("scheduler.started", tick_seconds=cycle_every,
@@ -397,6 +405,12 @@ class Daemon:
     def _cycle_job(self) -> None:
         if not self.step():
             self.stop_event.set()
+
+    def _providers_job(self) -> None:
+        """The providers' network round: not under the daemon's lock (it sends nothing and
+        touches only the providers' own cache, which has its own lock)."""
+        if not self._stopping() and isinstance(self.driver, WallClock):
+            self._venue_signals.refresh_providers(self.driver.as_of())
 
     def _signals_job(self) -> None:
         with self.lock:

@@ -141,7 +141,7 @@ def sector_metrics(settings: Settings, universe: Universe,
                           headers={"User-Agent": f"sectorbot/{__version__}"})
     return DefiLlamaSectors(client, {n: src for n, src in sources.items() if n in sectors},
                             top_protocols=conf.defillama_top_protocols,
-                            refresh=timedelta(hours=conf.refresh_hours),
+                            refresh_every=timedelta(hours=conf.refresh_hours),
                             round_budget_seconds=conf.round_budget_seconds,
                             stopping=stopping)
 

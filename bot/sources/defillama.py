@@ -19,6 +19,7 @@ the replay's convention: the value of day D is stamped D+1 00:00 UTC, visible on
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -149,31 +150,35 @@ class _Round:
     def __init__(self) -> None:
         self.listing: list[_ProtocolListing] | None = None
         self.listing_error: str | None = None
+        self.dropped: dict[str, str] = {}
 
 
 DEX_CATEGORY = "dexs"
 
 
 class DefiLlamaSectors:
-    """Daily TVL (``tvl_usd``) and DEX volume (``volume_usd``) per sector. ``refresh``
-    bounds how often one sector's metric is fetched (DefiLlama updates about hourly; a
-    daily signal needs far less); a failed one is tried again on the next round."""
+    """Daily TVL (``tvl_usd``) and DEX volume (``volume_usd``) per sector.
+
+    Fetching (:meth:`refresh`) and reading (:meth:`metrics`) are apart: the daemon runs the
+    network round as a job of its own, outside the lock its trading jobs share, so a slow
+    provider never holds up the risk watch; a decision reads what the last round published.
+    Only the very first read waits for a round (a fresh daemon decides with history).
+    ``refresh_every`` bounds how often one sector's metric is fetched (DefiLlama updates
+    about hourly; a daily signal needs far less); a failed one is tried on the next round.
+    """
 
     def __init__(self, client: PoliteClient, sources: Mapping[str, SectorSources],
                  top_protocols: int = 10,
-                 refresh: timedelta = timedelta(hours=6),
+                 refresh_every: timedelta = timedelta(hours=6),
                  round_budget_seconds: float = 90.0,
                  stopping: Callable[[], bool] | None = None) -> None:
-        """``round_budget_seconds`` bounds one round (the daemon holds its lock meanwhile:
-        the risk watch waits); jobs left over stay due for the next round. ``stopping``
-        ends a round between requests when the daemon is asked to stop."""
+        """``round_budget_seconds`` bounds one round; jobs left over stay due for the next.
+        ``stopping`` ends a round between requests when the daemon is asked to stop."""
         self.client = client
         self.top_protocols = top_protocols
-        self.refresh = refresh
+        self.refresh_every = refresh_every
         self.round_budget = round_budget_seconds
         self.stopping = stopping or (lambda: False)
-        self.dropped: dict[str, str] = {}
-        """Components left out of a sum (not on DefiLlama, dead, too young) and why."""
         self._sources = dict(sorted(sources.items()))
         self.jobs: list[tuple[str, str]] = []
         for sector, src in self._sources.items():
@@ -181,56 +186,81 @@ class DefiLlamaSectors:
                 self.jobs.append((sector, TVL))
             if src.chains or _trades_on_dexes(src):
                 self.jobs.append((sector, VOLUME))
+        self._lock = threading.Lock()  # guards what a round publishes
+        self._round_lock = threading.Lock()  # one round at a time
+        self._rounds = 0
         self._kept: dict[tuple[str, str], _Kept] = {}
         self._failed: dict[tuple[str, str], str] = {}
+        self._dropped: dict[str, str] = {}
+
+    @property
+    def dropped(self) -> dict[str, str]:
+        """Components left out of a sum (not on DefiLlama, dead, too young) and why."""
+        with self._lock:
+            return dict(self._dropped)
 
     def close(self) -> None:
         self.client.close()
 
+    def refresh(self, as_of: datetime) -> None:
+        """One network round: fetch what is due, then publish it at once."""
+        with self._round_lock:
+            with self._lock:
+                due = [job for job in self.jobs
+                       if job in self._failed or job not in self._kept
+                       or as_of - self._kept[job].fetched >= self.refresh_every]
+            round_ = _Round()
+            fetched: dict[tuple[str, str], Series] = {}
+            failed: dict[tuple[str, str], str] = {}
+            started = time.monotonic()
+            for n, job in enumerate(due):
+                if self.stopping() or time.monotonic() - started > self.round_budget:
+                    break  # the rest stay due: next round
+                try:
+                    series = self._fetch(job, round_)
+                except ProviderUnreachable as exc:
+                    # No connection to the host: every other job would wait the same way.
+                    # They keep their last good series and are marked stale.
+                    failed.update({rest: str(exc) for rest in due[n:]})
+                    break
+                except ProviderError as exc:
+                    failed[job] = str(exc)
+                    continue
+                except Exception as exc:  # a provider must never fail the cycle
+                    failed[job] = f"unexpected {type(exc).__name__}: {exc}"
+                    continue
+                # Fetched during a day, DefiLlama's last point is that day so far: only
+                # what had closed at the fetch is kept, so a later decision never reads a
+                # partial day as a close.
+                fetched[job] = Series(tuple(p for p in series.points if p[0] <= as_of))
+            with self._lock:
+                for job, series in fetched.items():
+                    self._kept[job] = _Kept(series, as_of)
+                    self._failed.pop(job, None)
+                self._failed.update(failed)
+                self._dropped.update(round_.dropped)
+                self._rounds += 1
+
     def metrics(self, as_of: datetime) -> tuple[dict[str, dict[str, Series]], dict[str, str]]:
-        """``({sector: {metric: series}}, {stale key: reason})`` as of ``as_of``."""
-        due = [job for job in self.jobs
-               if job in self._failed or job not in self._kept
-               or as_of - self._kept[job].fetched >= self.refresh]
-        round_ = _Round()
-        started = time.monotonic()
-        for n, job in enumerate(due):
-            if self.stopping() or time.monotonic() - started > self.round_budget:
-                break  # the rest stay due: next round
-            try:
-                series = self._fetch(job, round_)
-            except ProviderUnreachable as exc:
-                # No connection to the host: every other job would wait the same way.
-                # They keep their last good series and are marked stale.
-                for rest in due[n:]:
-                    self._failed[rest] = str(exc)
-                break
-            except ProviderError as exc:
-                self._failed[job] = str(exc)
-                continue
-            except Exception as exc:  # a provider must never fail the cycle
-                self._failed[job] = f"unexpected {type(exc).__name__}: {exc}"
-                continue
-            # Fetched during a day, DefiLlama's last point is that day so far: only what
-            # had closed at the fetch is kept, so a later decision never reads a partial
-            # day as a close.
-            closed = tuple(p for p in series.points if p[0] <= as_of)
-            self._kept[job] = _Kept(Series(closed), as_of)
-            self._failed.pop(job, None)
+        """``({sector: {metric: series}}, {stale key: reason})`` as of ``as_of``, from what
+        the last round published (the first call runs a round itself)."""
+        if self._rounds == 0:
+            self.refresh(as_of)
         out: dict[str, dict[str, Series]] = {}
         stale: dict[str, str] = {}
-        for sector, metric in self.jobs:
-            kept = self._kept.get((sector, metric))
-            if kept is not None:
-                visible = tuple(p for p in kept.series.points if p[0] <= as_of)
-                if visible:
-                    out.setdefault(sector, {})[metric] = Series(visible)
-            if (sector, metric) in self._failed:
-                stale[f"metric:{metric}:{sector}"] = self._failed[(sector, metric)]
-        for metric in (TVL, VOLUME):
-            jobs = [job for job in self.jobs if job[1] == metric]
-            if jobs and all(job in self._failed for job in jobs):
-                stale[f"metric:{metric}"] = f"no sector's {metric} could be read"
+        with self._lock:
+            for sector, metric in self.jobs:
+                kept = self._kept.get((sector, metric))
+                if kept is not None:
+                    visible = tuple(p for p in kept.series.points if p[0] <= as_of)
+                    if visible:
+                        out.setdefault(sector, {})[metric] = Series(visible)
+                if (sector, metric) in self._failed:
+                    stale[f"metric:{metric}:{sector}"] = self._failed[(sector, metric)]
+            for metric in (TVL, VOLUME):
+                jobs = [job for job in self.jobs if job[1] == metric]
+                if jobs and all(job in self._failed for job in jobs):
+                    stale[f"metric:{metric}"] = f"no sector's {metric} could be read"
         return out, stale
 
     # -- fetching ---------------------------------------------------------------------------
@@ -238,7 +268,7 @@ class DefiLlamaSectors:
         sector, metric = job
         src = self._sources[sector]
         if metric == VOLUME:
-            return self._volume(src)
+            return self._volume(src, round_)
         if src.categories and round_.listing is None:
             if round_.listing_error is None:
                 try:
@@ -249,7 +279,7 @@ class DefiLlamaSectors:
                     round_.listing_error = str(exc)
             if round_.listing is None:
                 raise ProviderError(round_.listing_error or "no protocol list")
-        return self._tvl(src, round_.listing or [])
+        return self._tvl(src, round_)
 
     def _listing(self) -> list[_ProtocolListing]:
         """Rows that do not validate are skipped; most of them failing is a schema change."""
@@ -267,7 +297,7 @@ class DefiLlamaSectors:
             raise ProviderError(f"/protocols: unexpected shape ({first})")
         return rows
 
-    def _component(self, path: str, model: Any, name: str,
+    def _component(self, path: str, model: Any, name: str, round_: _Round,
                    params: Mapping[str, str] | None = None) -> Any:
         """One part of a sector's sum; None when DefiLlama does not know it (4xx): that
         part is left out, not the whole sector."""
@@ -275,39 +305,40 @@ class DefiLlamaSectors:
             return self._validated(path, model, params)
         except ProviderStatusError as exc:
             if 400 <= exc.status < 500:
-                self.dropped[name] = str(exc)
+                round_.dropped[name] = str(exc)
                 return None
             raise
 
-    def _tvl(self, src: SectorSources, listing: list[_ProtocolListing]) -> Series:
+    def _tvl(self, src: SectorSources, round_: _Round) -> Series:
         components: dict[str, list[tuple[int, float]]] = {}
         for chain in src.chains:
             rows = self._component(f"/v2/historicalChainTvl/{quote(chain, safe='')}",
-                                   list[_ChainPoint], f"tvl chain {chain}")
+                                   list[_ChainPoint], f"tvl chain {chain}", round_)
             if rows is not None:
                 components[f"tvl chain {chain}"] = [(r.date, r.tvl) for r in rows]
-        for slug in self._top_slugs(src.categories, listing):
+        for slug in self._top_slugs(src.categories, round_.listing or []):
             history = self._component(f"/protocol/{quote(slug, safe='')}", _ProtocolHistory,
-                                      f"tvl protocol {slug}")
+                                      f"tvl protocol {slug}", round_)
             if history is not None:
                 components[f"tvl protocol {slug}"] = [(r.date, r.totalLiquidityUSD)
                                                       for r in history.tvl]
-        return self._summed(components, "TVL")
+        return self._summed(components, "TVL", round_)
 
-    def _volume(self, src: SectorSources) -> Series:
+    def _volume(self, src: SectorSources, round_: _Round) -> Series:
         """DEX volume: on the sector's chains, or on every DEX for a DEX category sector."""
         paths = ({f"volume chain {c}": f"/overview/dexs/{quote(c, safe='')}"
                   for c in src.chains} if src.chains else {"volume all DEXs": "/overview/dexs"})
         components: dict[str, list[tuple[int, float]]] = {}
         for name, path in paths.items():
-            overview = self._component(path, _Overview, name, params=_CHART_ONLY)
+            overview = self._component(path, _Overview, name, round_, params=_CHART_ONLY)
             if overview is not None:
                 components[name] = [(int(ts), value) for ts, value in overview.totalDataChart]
-        return self._summed(components, "volume")
+        return self._summed(components, "volume", round_)
 
-    def _summed(self, components: dict[str, list[tuple[int, float]]], what: str) -> Series:
+    def _summed(self, components: dict[str, list[tuple[int, float]]], what: str,
+                round_: _Round) -> Series:
         kept, dropped = consistent_components(components)
-        self.dropped.update(dropped)
+        round_.dropped.update(dropped)
         if not kept:
             raise ProviderError(f"no {what} series for this sector"
                                 + (f" ({'; '.join(sorted(dropped.values()))})" if dropped

@@ -87,8 +87,12 @@ class SectorMetricsSource(Protocol):
     def dropped(self) -> Mapping[str, str]:
         """Parts left out of a sector's sum (unknown to the provider, dead, too young)."""
 
+    def refresh(self, as_of: datetime) -> None:
+        """Fetch what is due (the network round; may take a while)."""
+
     def metrics(self, as_of: datetime) -> tuple[dict[str, dict[str, Series]],
-                                                dict[str, str]]: ...
+                                                dict[str, str]]:
+        """What the last round published (the first call may run a round)."""
 
     def close(self) -> None: ...
 
@@ -164,6 +168,15 @@ class VenueSignals:
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
                               sector_metrics=metrics, funding=funding,
                               stale=frozenset(stale), highs=highs, lows=lows)
+
+    @property
+    def has_providers(self) -> bool:
+        return self.sector_metrics is not None
+
+    def refresh_providers(self, as_of: datetime) -> None:
+        """The providers' network round, for a job of its own outside the trading lock."""
+        if self.sector_metrics is not None:
+            self.sector_metrics.refresh(as_of)
 
     def close(self) -> None:
         """Close the providers' connections (the exchange is closed by its owner)."""
