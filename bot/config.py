@@ -165,16 +165,22 @@ class SignalSettings(_Section):
     min_interval_seconds: float = Field(1.0, ge=0)
     """Between two requests to one provider (DefiLlama publishes no limit: be polite)."""
     round_budget_seconds: float = Field(120.0, gt=0, le=900)
-    """The longest one refresh round may take (the risk watch waits for it); what is left
-    is fetched in the next round."""
+    """The longest one provider round may take; what is left is fetched in the next one."""
+    github: bool = True
+    github_url: str = "https://api.github.com"
+    github_token: SecretStr | None = None
+    """Optional (60 requests an hour without); a secret: environment or secrets file only."""
+    github_refresh_hours: float = Field(24.0, gt=0)
 
 
 @dataclass(frozen=True)
 class SectorSources:
-    """Where a sector's TVL comes from on DefiLlama (``[sectors.X.defillama]``)."""
+    """Where a sector's metrics come from: DefiLlama chains and categories
+    (``[sectors.X.defillama]``) and GitHub repositories (``[sectors.X.github]``)."""
 
     chains: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    repos: tuple[str, ...] = ()
 
 
 class Settings(BaseSettings):
@@ -254,6 +260,8 @@ class Settings(BaseSettings):
         for key in SECRET_FIELDS:
             if data["exchange"].get(key) is not None:
                 data["exchange"][key] = "**********"
+        if data["signals"].get("github_token") is not None:
+            data["signals"]["github_token"] = "**********"
         if data["state"].get("url") is not None:
             data["state"]["url"] = "**********"
         return data
@@ -269,6 +277,8 @@ class Settings(BaseSettings):
                 out.append(value.get_secret_value())
         if self.exchange.https_proxy is not None:
             out += url_secrets(self.exchange.https_proxy.get_secret_value())
+        if self.signals.github_token is not None and self.signals.github_token.get_secret_value():
+            out.append(self.signals.github_token.get_secret_value())
         return out
 
 
@@ -304,7 +314,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
                                       "missing") or isinstance(
             value, dict
         ) else f" (got {value!r})"
-        if any(s in loc for s in SECRET_FIELDS):
+        if any(s in loc for s in SECRET_FIELDS) or "github_token" in loc:
             shown = ""
         lines.append(f"{loc}: {msg}{shown}")
     return lines
@@ -325,6 +335,10 @@ def load_settings(config_path: Path | None = None) -> Settings:
             for key in SECRET_FIELDS
             if isinstance(data.get("exchange"), dict) and key in data["exchange"]
         ]
+        signals = data.get("signals")
+        if isinstance(signals, dict) and "github_token" in signals:
+            problems.append("signals.github_token: secrets are refused in the config file; "
+                            "set SECTORBOT__SIGNALS__GITHUB_TOKEN or put it in a secrets_file")
         if problems:
             raise ConfigError(problems)
         base = config_path.parent
@@ -354,22 +368,29 @@ def load_sector_sources(path: Path | None) -> dict[str, SectorSources]:
     data = _read_toml(path or bundled_universe_file(), "universe_file")
     problems: list[str] = []
     out: dict[str, SectorSources] = {}
+    tables = {"defillama": ("chains", "categories"), "github": ("repos",)}
     for name, body in data.get("sectors", {}).items():
-        table = body.get("defillama", {}) if isinstance(body, dict) else {}
-        if not isinstance(table, dict):
-            problems.append(f"sectors.{name}.defillama: expected a table")
-            continue
-        for bad in sorted(set(table) - {"chains", "categories"}):
-            problems.append(f"sectors.{name}.defillama.{bad}: unknown key")
-        lists = {}
-        for key in ("chains", "categories"):
-            value = table.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) and v
-                                                      for v in value):
-                problems.append(f"sectors.{name}.defillama.{key}: expected a list of names")
-                value = []
-            lists[key] = tuple(value)
-        out[name] = SectorSources(lists["chains"], lists["categories"])
+        lists: dict[str, tuple[str, ...]] = {}
+        for provider, keys in tables.items():
+            table = body.get(provider, {}) if isinstance(body, dict) else {}
+            if not isinstance(table, dict):
+                problems.append(f"sectors.{name}.{provider}: expected a table")
+                continue
+            for bad in sorted(set(table) - set(keys)):
+                problems.append(f"sectors.{name}.{provider}.{bad}: unknown key")
+            for key in keys:
+                value = table.get(key, [])
+                if not isinstance(value, list) or not all(isinstance(v, str) and v
+                                                          for v in value):
+                    problems.append(f"sectors.{name}.{provider}.{key}: expected a list of "
+                                    "names")
+                    value = []
+                lists[key] = tuple(value)
+        for repo in lists.get("repos", ()):
+            if repo.count("/") != 1 or repo.startswith("/") or repo.endswith("/"):
+                problems.append(f"sectors.{name}.github.repos: {repo!r} is not owner/name")
+        out[name] = SectorSources(lists.get("chains", ()), lists.get("categories", ()),
+                                  lists.get("repos", ()))
     if problems:
         raise ConfigError(problems)
     return out

@@ -16,9 +16,11 @@ def env_for(state: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECTORBOT__")}
     env["PYTHONPATH"] = str(REPO)
     env["SECTORBOT__STATE__PATH"] = str(state)
-    # No test reaches the internet: a test that wants sector TVL serves DefiLlama on
-    # loopback (tests/defillama_server.py) and turns this back on.
+    # No test reaches the internet: a test that wants sector metrics serves DefiLlama or
+    # GitHub on loopback (tests/defillama_server.py, tests/github_server.py) and turns the
+    # provider back on.
     env["SECTORBOT__SIGNALS__DEFILLAMA"] = "false"
+    env["SECTORBOT__SIGNALS__GITHUB"] = "false"
     env.update(extra)
     return env
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "defillama"
@@ -107,13 +107,20 @@ class DefiLlamaFake:
         return None
 
 
+class Answers(Protocol):
+    def answer(self, path: str) -> tuple[int, dict[str, str], bytes, float]: ...
+
+
 @contextmanager
-def serve(fake: DefiLlamaFake) -> Iterator[str]:
-    """Run ``fake`` on a loopback port; yields its base URL."""
+def serve(fake: Answers) -> Iterator[str]:
+    """Run ``fake`` (anything that answers a path) on a loopback port; yields its URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = unquote(urlsplit(self.path).path)
+            seen = getattr(fake, "headers_seen", None)
+            if seen is not None:
+                seen.append(dict(self.headers))
             status, headers, body, stall = fake.answer(path)
             if stall:
                 time.sleep(stall)

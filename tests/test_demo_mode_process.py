@@ -203,6 +203,8 @@ cycle_stage = 1
 tokens = ["SOL"]
 [sectors.L1.defillama]
 chains = ["Solana", "Avalanche"]
+[sectors.L1.github]
+repos = ["solana-labs/solana", "ava-labs/avalanchego"]
 
 [sectors.ORACLES]
 cycle_stage = 1
@@ -219,6 +221,8 @@ cycle_stage = 3
 tokens = ["UNI"]
 [sectors.DEX.defillama]
 categories = ["Dexs"]
+[sectors.DEX.github]
+repos = ["Uniswap/v4-core"]
 
 [sectors.LENDING]
 cycle_stage = 3
@@ -229,26 +233,32 @@ categories = ["Lending", "CDP"]
 
 
 @pytest.mark.process
-def test_demo_decisions_see_sector_tvl_and_volume_from_defillama(emu: BinanceEmulator,
+def test_demo_decisions_see_sector_tvl_volume_and_dev_activity(emu: BinanceEmulator,
                                                       tmp_path: Path) -> None:
-    """In demo mode the engine scores sectors on TVL and DEX volume too, not on prices and
-    funding alone: DefiLlama (served on loopback from recorded shapes) feeds those columns
-    of explain; a sector with no source shows them missing, not zero."""
+    """In demo mode the engine scores sectors on TVL, DEX volume and developer activity too,
+    not on prices and funding alone: DefiLlama and GitHub (served on loopback) feed those
+    columns of explain; a sector with no source shows them missing, not zero."""
     from tests.defillama_server import DefiLlamaFake, serve
+    from tests.github_server import GitHubFake
 
     universe = tmp_path / "sectors.toml"
     universe.write_text(UNIVERSE_WITH_TVL)
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
     fake = DefiLlamaFake(last_day=yesterday)
-    with serve(fake) as url:
+    github = GitHubFake(datetime.now(UTC).date(),
+                        {"solana-labs/solana", "ava-labs/avalanchego", "Uniswap/v4-core"})
+    with serve(fake) as url, serve(github) as github_url:
         proc = run_demo(emu, tmp_path, "--once", SECTORBOT__UNIVERSE_FILE=str(universe),
                         SECTORBOT__SIGNALS__DEFILLAMA="true",
                         SECTORBOT__SIGNALS__DEFILLAMA_URL=url,
+                        SECTORBOT__SIGNALS__GITHUB="true",
+                        SECTORBOT__SIGNALS__GITHUB_URL=github_url,
                         SECTORBOT__SIGNALS__MIN_INTERVAL_SECONDS="0")
     assert proc.returncode == 0, proc.stderr
     evs = events(proc.stdout)
     [refreshed] = named(evs, "signals.refreshed")
-    assert refreshed["metrics"] == ["tvl_usd", "volume_usd"] and refreshed["stale"] == 0
+    assert refreshed["metrics"] == ["dev_commits", "tvl_usd", "volume_usd"]
+    assert refreshed["stale"] == 0
     assert fake.count("/v2/historicalChainTvl/") == 4 and fake.count("/protocols") == 1
     assert fake.count("/overview/dexs") == 5  # 4 chains of L1 and L2, and every DEX
     explain = subprocess.run(
@@ -272,3 +282,7 @@ def test_demo_decisions_see_sector_tvl_and_volume_from_defillama(emu: BinanceEmu
     volume = header.index("volume")
     assert [rows[s][volume] != "-" for s in ("L1", "L2", "DEX", "LENDING", "ORACLES")] == \
         [True, True, True, False, False]
+    dev = header.index("dev")
+    assert [rows[s][dev] != "-" for s in ("L1", "L2", "DEX", "LENDING", "ORACLES")] == \
+        [True, False, True, False, False]
+    assert github.count("/repos/") == 3

@@ -22,8 +22,10 @@ from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryP
 from bot.exchange.port import ExchangeError
 from bot.service.clock import WallClock
 from bot.sources.defillama import DefiLlamaSectors
+from bot.sources.github import GitHubActivity
 from bot.sources.http_client import HttpPolicy, PoliteClient
 from bot.sources.market import VenueSignals
+from bot.sources.provider_rounds import RoundedProvider
 
 
 class VenueStartupError(Exception):
@@ -117,33 +119,45 @@ def build_venue(settings: Settings, universe: Universe, lookback_days: int,
         exchange.close()
         raise
     signals = VenueSignals(exchange, restricted.all_tokens(), lookback_days, log,
-                           sector_metrics=sector_metrics(settings, restricted, sources,
-                                                         stopping))
+                           sector_metrics=providers(settings, restricted, sources, stopping))
     return VenueSetup(exchange, signals, restricted, WallClock())
 
 
-def sector_metrics(settings: Settings, universe: Universe,
-                   sources: Mapping[str, SectorSources],
-                   stopping: Callable[[], bool] | None = None) -> DefiLlamaSectors | None:
-    """The DefiLlama provider (TVL, DEX volume) for the universe's sectors, unless off.
-    It goes out the way the venue does: the operator's proxy and CA bundle apply."""
+def providers(settings: Settings, universe: Universe, sources: Mapping[str, SectorSources],
+              stopping: Callable[[], bool] | None = None) -> list[RoundedProvider]:
+    """The sector-metrics providers switched on: DefiLlama (TVL, DEX volume) and GitHub
+    (commits). They go out the way the venue does: the operator's proxy and CA bundle."""
     conf, ex = settings.signals, settings.exchange
-    if not conf.defillama:
-        return None
     sectors = {s.name for s in universe.sectors}
-    policy = HttpPolicy(
-        timeout_seconds=conf.timeout_seconds, attempts=conf.attempts,
-        min_interval_seconds=conf.min_interval_seconds,
-        proxy=ex.https_proxy.get_secret_value() if ex.https_proxy is not None else None,
-        verify=str(ex.ca_bundle) if ex.ca_bundle is not None else True,
-        trust_env=ex.trust_env)
-    client = PoliteClient(conf.defillama_url, policy,
-                          headers={"User-Agent": f"sectorbot/{__version__}"})
-    return DefiLlamaSectors(client, {n: src for n, src in sources.items() if n in sectors},
-                            top_protocols=conf.defillama_top_protocols,
-                            refresh_every=timedelta(hours=conf.refresh_hours),
-                            round_budget_seconds=conf.round_budget_seconds,
-                            stopping=stopping)
+    mine = {n: src for n, src in sources.items() if n in sectors}
+
+    def client(url: str, headers: dict[str, str]) -> PoliteClient:
+        policy = HttpPolicy(
+            timeout_seconds=conf.timeout_seconds, attempts=conf.attempts,
+            min_interval_seconds=conf.min_interval_seconds,
+            proxy=ex.https_proxy.get_secret_value() if ex.https_proxy is not None else None,
+            verify=str(ex.ca_bundle) if ex.ca_bundle is not None else True,
+            trust_env=ex.trust_env)
+        return PoliteClient(url, policy,
+                            headers={"User-Agent": f"sectorbot/{__version__}", **headers})
+
+    out: list[RoundedProvider] = []
+    if conf.defillama:
+        out.append(DefiLlamaSectors(client(conf.defillama_url, {}), mine,
+                                    top_protocols=conf.defillama_top_protocols,
+                                    refresh_every=timedelta(hours=conf.refresh_hours),
+                                    round_budget_seconds=conf.round_budget_seconds,
+                                    stopping=stopping))
+    if conf.github and any(src.repos for src in mine.values()):
+        headers = {"Accept": "application/vnd.github+json",
+                   "X-GitHub-Api-Version": "2022-11-28"}
+        if conf.github_token is not None:
+            headers["Authorization"] = f"Bearer {conf.github_token.get_secret_value()}"
+        out.append(GitHubActivity(client(conf.github_url, headers), mine,
+                                  refresh_every=timedelta(hours=conf.github_refresh_hours),
+                                  round_budget_seconds=conf.round_budget_seconds,
+                                  stopping=stopping))
+    return out
 
 
 __all__ = ["VenueSetup", "VenueStartupError", "WallClock", "build_exchange", "build_venue",

@@ -19,11 +19,9 @@ the replay's convention: the value of day D is stamped D+1 00:00 UTC, visible on
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +35,7 @@ from bot.sources.http_client import (
     ProviderStatusError,
     ProviderUnreachable,
 )
+from bot.sources.provider_rounds import Job, Round, RoundedProvider
 
 TVL = "tvl_usd"
 VOLUME = "volume_usd"
@@ -138,148 +137,45 @@ class _ProtocolListing(BaseModel):
 # ---------------------------------------------------------------------------- the provider
 
 
-@dataclass
-class _Kept:
-    series: Series
-    fetched: datetime
-
-
-class _Round:
-    """What one refresh round fetched once for every sector that needs it."""
-
-    def __init__(self) -> None:
-        self.listing: list[_ProtocolListing] | None = None
-        self.listing_error: str | None = None
-        self.dropped: dict[str, str] = {}
-
-
 DEX_CATEGORY = "dexs"
 
 
-class DefiLlamaSectors:
-    """Daily TVL (``tvl_usd``) and DEX volume (``volume_usd``) per sector.
-
-    Fetching (:meth:`refresh`) and reading (:meth:`metrics`) are apart: the daemon runs the
-    network round as a job of its own, outside the lock its trading jobs share, so a slow
-    provider never holds up the risk watch; a decision reads what the last round published.
-    Only the very first read waits for a round (a fresh daemon decides with history).
-    ``refresh_every`` bounds how often one sector's metric is fetched (DefiLlama updates
-    about hourly; a daily signal needs far less); a failed one is tried on the next round.
-    """
+class DefiLlamaSectors(RoundedProvider):
+    """Daily TVL (``tvl_usd``) and DEX volume (``volume_usd``) per sector, fetched in rounds
+    (``bot.sources.provider_rounds``): a decision reads what the last round published."""
 
     def __init__(self, client: PoliteClient, sources: Mapping[str, SectorSources],
                  top_protocols: int = 10,
                  refresh_every: timedelta = timedelta(hours=6),
                  round_budget_seconds: float = 90.0,
                  stopping: Callable[[], bool] | None = None) -> None:
-        """``round_budget_seconds`` bounds one round; jobs left over stay due for the next.
-        ``stopping`` ends a round between requests when the daemon is asked to stop."""
-        self.client = client
         self.top_protocols = top_protocols
-        self.refresh_every = refresh_every
-        self.round_budget = round_budget_seconds
-        self.stopping = stopping or (lambda: False)
         self._sources = dict(sorted(sources.items()))
-        self.jobs: list[tuple[str, str]] = []
+        jobs: list[Job] = []
         for sector, src in self._sources.items():
             if src.chains or src.categories:
-                self.jobs.append((sector, TVL))
+                jobs.append((sector, TVL))
             if src.chains or _trades_on_dexes(src):
-                self.jobs.append((sector, VOLUME))
-        self._lock = threading.Lock()  # guards what a round publishes
-        self._round_lock = threading.Lock()  # one round at a time
-        self._rounds = 0
-        self._kept: dict[tuple[str, str], _Kept] = {}
-        self._failed: dict[tuple[str, str], str] = {}
-        self._dropped: dict[str, str] = {}
-
-    @property
-    def dropped(self) -> dict[str, str]:
-        """Components left out of a sum (not on DefiLlama, dead, too young) and why."""
-        with self._lock:
-            return dict(self._dropped)
-
-    def close(self) -> None:
-        self.client.close()
-
-    def refresh(self, as_of: datetime) -> None:
-        """One network round: fetch what is due, then publish it at once."""
-        with self._round_lock:
-            with self._lock:
-                due = [job for job in self.jobs
-                       if job in self._failed or job not in self._kept
-                       or as_of - self._kept[job].fetched >= self.refresh_every]
-            round_ = _Round()
-            fetched: dict[tuple[str, str], Series] = {}
-            failed: dict[tuple[str, str], str] = {}
-            started = time.monotonic()
-            for n, job in enumerate(due):
-                if self.stopping() or time.monotonic() - started > self.round_budget:
-                    break  # the rest stay due: next round
-                try:
-                    series = self._fetch(job, round_)
-                except ProviderUnreachable as exc:
-                    # No connection to the host: every other job would wait the same way.
-                    # They keep their last good series and are marked stale.
-                    failed.update({rest: str(exc) for rest in due[n:]})
-                    break
-                except ProviderError as exc:
-                    failed[job] = str(exc)
-                    continue
-                except Exception as exc:  # a provider must never fail the cycle
-                    failed[job] = f"unexpected {type(exc).__name__}: {exc}"
-                    continue
-                # Fetched during a day, DefiLlama's last point is that day so far: only
-                # what had closed at the fetch is kept, so a later decision never reads a
-                # partial day as a close.
-                fetched[job] = Series(tuple(p for p in series.points if p[0] <= as_of))
-            with self._lock:
-                for job, series in fetched.items():
-                    self._kept[job] = _Kept(series, as_of)
-                    self._failed.pop(job, None)
-                self._failed.update(failed)
-                self._dropped.update(round_.dropped)
-                self._rounds += 1
-
-    def metrics(self, as_of: datetime) -> tuple[dict[str, dict[str, Series]], dict[str, str]]:
-        """``({sector: {metric: series}}, {stale key: reason})`` as of ``as_of``, from what
-        the last round published (the first call runs a round itself)."""
-        if self._rounds == 0:
-            self.refresh(as_of)
-        out: dict[str, dict[str, Series]] = {}
-        stale: dict[str, str] = {}
-        with self._lock:
-            for sector, metric in self.jobs:
-                kept = self._kept.get((sector, metric))
-                if kept is not None:
-                    visible = tuple(p for p in kept.series.points if p[0] <= as_of)
-                    if visible:
-                        out.setdefault(sector, {})[metric] = Series(visible)
-                if (sector, metric) in self._failed:
-                    stale[f"metric:{metric}:{sector}"] = self._failed[(sector, metric)]
-            for metric in (TVL, VOLUME):
-                jobs = [job for job in self.jobs if job[1] == metric]
-                if jobs and all(job in self._failed for job in jobs):
-                    stale[f"metric:{metric}"] = f"no sector's {metric} could be read"
-        return out, stale
+                jobs.append((sector, VOLUME))
+        super().__init__(client, jobs, refresh_every, round_budget_seconds, stopping)
 
     # -- fetching ---------------------------------------------------------------------------
-    def _fetch(self, job: tuple[str, str], round_: _Round) -> Series:
+    def fetch(self, job: Job, round_: Round) -> Series:
         sector, metric = job
         src = self._sources[sector]
         if metric == VOLUME:
             return self._volume(src, round_)
-        if src.categories and round_.listing is None:
-            if round_.listing_error is None:
-                try:
-                    round_.listing = self._listing()
-                except ProviderUnreachable:
-                    raise
-                except ProviderError as exc:
-                    round_.listing_error = str(exc)
-            if round_.listing is None:
-                raise ProviderError(round_.listing_error or "no protocol list")
-        return self._tvl(src, round_)
+        if src.categories and "listing" not in round_.shared:
+            try:  # once per round, for every category sector
+                round_.shared["listing"] = self._listing()
+            except ProviderUnreachable:
+                raise
+            except ProviderError as exc:
+                round_.shared["listing"] = exc
+        listing = round_.shared.get("listing", []) if src.categories else []
+        if isinstance(listing, ProviderError):
+            raise ProviderError(str(listing))
+        return self._tvl(src, listing, round_)
 
     def _listing(self) -> list[_ProtocolListing]:
         """Rows that do not validate are skipped; most of them failing is a schema change."""
@@ -297,7 +193,7 @@ class DefiLlamaSectors:
             raise ProviderError(f"/protocols: unexpected shape ({first})")
         return rows
 
-    def _component(self, path: str, model: Any, name: str, round_: _Round,
+    def _component(self, path: str, model: Any, name: str, round_: Round,
                    params: Mapping[str, str] | None = None) -> Any:
         """One part of a sector's sum; None when DefiLlama does not know it (4xx): that
         part is left out, not the whole sector."""
@@ -309,22 +205,23 @@ class DefiLlamaSectors:
                 return None
             raise
 
-    def _tvl(self, src: SectorSources, round_: _Round) -> Series:
+    def _tvl(self, src: SectorSources, listing: list[_ProtocolListing],
+             round_: Round) -> Series:
         components: dict[str, list[tuple[int, float]]] = {}
         for chain in src.chains:
             rows = self._component(f"/v2/historicalChainTvl/{quote(chain, safe='')}",
                                    list[_ChainPoint], f"tvl chain {chain}", round_)
             if rows is not None:
                 components[f"tvl chain {chain}"] = [(r.date, r.tvl) for r in rows]
-        for slug in self._top_slugs(src.categories, round_.listing or []):
+        for slug in self._top_slugs(src.categories, listing):
             history = self._component(f"/protocol/{quote(slug, safe='')}", _ProtocolHistory,
                                       f"tvl protocol {slug}", round_)
             if history is not None:
                 components[f"tvl protocol {slug}"] = [(r.date, r.totalLiquidityUSD)
                                                       for r in history.tvl]
-        return self._summed(components, "TVL", round_)
+        return self.summed(components, "TVL", round_)
 
-    def _volume(self, src: SectorSources, round_: _Round) -> Series:
+    def _volume(self, src: SectorSources, round_: Round) -> Series:
         """DEX volume: on the sector's chains, or on every DEX for a DEX category sector."""
         paths = ({f"volume chain {c}": f"/overview/dexs/{quote(c, safe='')}"
                   for c in src.chains} if src.chains else {"volume all DEXs": "/overview/dexs"})
@@ -333,17 +230,7 @@ class DefiLlamaSectors:
             overview = self._component(path, _Overview, name, round_, params=_CHART_ONLY)
             if overview is not None:
                 components[name] = [(int(ts), value) for ts, value in overview.totalDataChart]
-        return self._summed(components, "volume", round_)
-
-    def _summed(self, components: dict[str, list[tuple[int, float]]], what: str,
-                round_: _Round) -> Series:
-        kept, dropped = consistent_components(components)
-        round_.dropped.update(dropped)
-        if not kept:
-            raise ProviderError(f"no {what} series for this sector"
-                                + (f" ({'; '.join(sorted(dropped.values()))})" if dropped
-                                   else ""))
-        return _summed(list(kept.values()))
+        return self.summed(components, "volume", round_)
 
     def _top_slugs(self, categories: tuple[str, ...],
                    listing: list[_ProtocolListing]) -> list[str]:
@@ -377,58 +264,3 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ()))
     return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg"))
-
-
-DEAD_AFTER_DAYS = 7
-"""A component whose newest day is this far behind the others' has stopped reporting."""
-MIN_COMPONENT_DAYS = 90
-"""A component with a shorter history would step the sum up inside the growth windows."""
-
-
-def consistent_components(components: dict[str, list[tuple[int, float]]],
-                          ) -> tuple[dict[str, list[tuple[int, float]]], dict[str, str]]:
-    """The components a sum can be built of over one common span, and why the others are
-    left out: a part that stopped reporting would keep an old value under new dates (the
-    sum would look fresh while part of it is stale), and one that started recently would
-    show up as growth. Left-out parts are named, so the loss of coverage is visible."""
-    spans = {name: (min(d for d, _ in pts), max(d for d, _ in pts))
-             for name, pts in components.items() if pts}
-    dropped = {name: f"{name}: no data" for name in components if name not in spans}
-    if not spans:
-        return {}, dropped
-    newest = max(last for _, last in spans.values())
-    alive = {n: s for n, s in spans.items() if newest - s[1] <= DEAD_AFTER_DAYS * 86_400}
-    dropped.update({n: f"{n}: stopped reporting" for n in spans if n not in alive})
-    mature = {n: s for n, s in alive.items()
-              if s[1] - s[0] >= MIN_COMPONENT_DAYS * 86_400}
-    if not mature:  # all young (a new sector): one common span is still consistent
-        mature = alive
-    dropped.update({n: f"{n}: under {MIN_COMPONENT_DAYS} days of history"
-                    for n in alive if n not in mature})
-    return {n: components[n] for n in mature}, dropped
-
-
-def _summed(components: list[list[tuple[int, float]]]) -> Series:
-    """The daily sum of the components over the span they all cover (from the latest
-    first day to the earliest last day), each carried forward over its own gaps inside it
-    (a missed day is not a day of zero)."""
-    by_day: list[dict[datetime, float]] = []
-    for points in components:
-        days: dict[datetime, float] = {}
-        for stamp, value in points:
-            day = datetime.fromtimestamp(stamp - stamp % 86_400, UTC)
-            days[day] = value  # a day given twice keeps its later point
-        if days:
-            by_day.append(days)
-    start = max(min(days) for days in by_day)
-    end = min(max(days) for days in by_day)
-    last: list[float] = [days[max(d for d in days if d <= start)] for days in by_day]
-    out: list[tuple[datetime, float]] = []
-    for day in sorted(set().union(*by_day)):
-        if not start <= day <= end:
-            continue
-        for i, days in enumerate(by_day):
-            if day in days:
-                last[i] = days[day]
-        out.append((day + DAY, sum(last)))
-    return Series(tuple(out))

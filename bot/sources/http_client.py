@@ -137,8 +137,14 @@ class PoliteClient:
         except httpx.HTTPError as exc:  # a body that cannot be decoded, and the like
             raise ProviderError(f"GET {path}: {type(exc).__name__}") from None
         status = response.status_code
-        if status == 429:
+        if status == 202:  # GitHub: "computing the statistics, ask again shortly"
+            raise _Retryable("accepted, still computing (202)")
+        if status == 429 or (status == 403
+                             and response.headers.get("x-ratelimit-remaining") == "0"):
             wait = parse_retry_after(response.headers.get("Retry-After"))
+            reset = response.headers.get("x-ratelimit-reset")
+            if wait is None and reset is not None and reset.isdigit():
+                wait = max(0.0, int(reset) - time.time())  # GitHub: when the quota refills
             if wait is not None and wait > self.policy.max_retry_after:
                 raise ProviderError(f"GET {path}: throttled, asked to wait {wait:.0f}s")
             raise _Retryable("throttled (429)", wait)

@@ -18,7 +18,7 @@ engine holds rather than move money on a partial picture.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
@@ -107,12 +107,12 @@ class VenueSignals:
 
     def __init__(self, exchange: CcxtExchange, tokens: Iterable[TokenSpec],
                  lookback_days: int, log: Any,
-                 sector_metrics: SectorMetricsSource | None = None) -> None:
+                 sector_metrics: Sequence[SectorMetricsSource] = ()) -> None:
         self.exchange = exchange
         self.tokens = tuple(tokens)
         self.lookback_days = lookback_days
         self.log = log
-        self.sector_metrics = sector_metrics
+        self.sector_metrics = tuple(sector_metrics)
         self._reported: dict[str, str] = {}
         """What was last said about each provider key (failure reason, dropped part): said
         again only when it changes, so an outage is one line, not one per round."""
@@ -155,33 +155,38 @@ class VenueSignals:
                 # invisible to a decision taken as of ``as_of``).
                 funding = {t: Series(((as_of, r.hourly_rate),)) for t, r in sorted(rates.items())}
         metrics: dict[str, dict[str, Series]] = {}
-        if self.sector_metrics is not None:
-            metrics, failed = self.sector_metrics.metrics(as_of)
+        reported: dict[str, str] = {}
+        for provider in self.sector_metrics:
+            served, failed = provider.metrics(as_of)
+            for sector, per in served.items():
+                metrics.setdefault(sector, {}).update(per)
+            dropped = provider.dropped
             for key, reason in sorted(failed.items()):
                 if self._reported.get(key) != reason:
                     self.log.warning("signal.fetch_failed", signal=key, error=reason)
-            for name, why in sorted(self.sector_metrics.dropped.items()):
+            for name, why in sorted(dropped.items()):
                 if self._reported.get(name) != why:
                     self.log.warning("signal.component_dropped", component=name, reason=why)
-            self._reported = {**failed, **self.sector_metrics.dropped}
+            reported |= {**failed, **dropped}
             stale |= set(failed)
+        self._reported = reported
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
                               sector_metrics=metrics, funding=funding,
                               stale=frozenset(stale), highs=highs, lows=lows)
 
     @property
     def has_providers(self) -> bool:
-        return self.sector_metrics is not None
+        return bool(self.sector_metrics)
 
     def refresh_providers(self, as_of: datetime) -> None:
-        """The providers' network round, for a job of its own outside the trading lock."""
-        if self.sector_metrics is not None:
-            self.sector_metrics.refresh(as_of)
+        """The providers' network rounds, for a job of its own outside the trading lock."""
+        for provider in self.sector_metrics:
+            provider.refresh(as_of)
 
     def close(self) -> None:
         """Close the providers' connections (the exchange is closed by its owner)."""
-        if self.sector_metrics is not None:
-            self.sector_metrics.close()
+        for provider in self.sector_metrics:
+            provider.close()
 
     def _daily_candles(self, token: TokenSpec) -> list[Any]:
         """One klines request through the adapter's retrying, secret-scrubbing caller."""
