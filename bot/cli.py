@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     signals.add_argument("--json", action="store_true", help="one JSON object on stdout")
     signals.add_argument("--as-of", type=_day, default=None, dest="as_of",
                          help="paper mode: the day whose close to read (default: the last)")
+    export = with_config(sub.add_parser(
+        "export-signals", help="write the provider figures the daemon saw as replay data"))
+    export.add_argument("--out", type=Path, required=True,
+                        help="the sector_metrics.csv to write (docs/data-format.md)")
     explain = with_config(sub.add_parser("explain", help="explain the last or a given decision"))
     explain.add_argument("decision_id", nargs="?", help="decision id (prefix); default: last")
     return p
@@ -86,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _backtest(settings, args)
     if args.command == "signals":
         return _signals(settings, args)
+    if args.command == "export-signals":
+        return _export_signals(settings, args.out)
     return _run(settings, args)
 
 
@@ -215,6 +221,26 @@ def _status(settings: Settings) -> int:
         print(render_status(store))
     finally:
         store.close()
+    return EXIT_OK
+
+
+def _export_signals(settings: Settings, out: Path) -> int:
+    """The sector figures a daemon on a venue kept as first seen, in the replay format, so
+    a later backtest replays the days with what the engine knew."""
+    if out.exists():
+        return _fail_config([f"--out: {out} exists; choose a new file"])
+    store = _open_store(settings, read_only=True)
+    if store is None:
+        return EXIT_FAILURE
+    try:
+        rows = store.sector_metric_points()
+    finally:
+        store.close()
+    lines = ["date,sector,metric,value"]
+    lines += [f"{r.day.isoformat()},{r.sector},{r.metric},{r.value!r}" for r in rows]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"{len(rows)} figures written to {out}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ signal source's time convention without a process.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -286,3 +287,29 @@ def test_demo_decisions_see_sector_tvl_volume_and_dev_activity(emu: BinanceEmula
     assert [rows[s][dev] != "-" for s in ("L1", "L2", "DEX", "LENDING", "ORACLES")] == \
         [True, False, True, False, False]
     assert github.count("/repos/") == 3
+
+    # What the decision read was kept as first seen: exported in the replay format, it
+    # reads back as the same figures.
+    out = tmp_path / "kept" / "sector_metrics.csv"
+    export = subprocess.run(
+        [sys.executable, "-m", "bot", "export-signals", "--out", str(out),
+         "--config", str(tmp_path / "demo.toml")],
+        cwd=tmp_path, env=env_for(tmp_path / "state.sqlite3",
+                                  SECTORBOT__EXCHANGE__API_KEY=KEY,
+                                  SECTORBOT__EXCHANGE__API_SECRET=SECRET),
+        capture_output=True, text=True, timeout=60)
+    assert export.returncode == 0, export.stderr
+    from bot.sources.replay_csv import read_metrics
+
+    kept = read_metrics(out)
+    assert set(kept) == {"L1", "L2", "DEX", "LENDING"}
+    assert set(kept["L1"]) == {"tvl_usd", "volume_usd", "dev_commits"}
+    solana, avalanche = (fake.answer(f"/v2/historicalChainTvl/{c}")[2] for c in
+                         ("Solana", "Avalanche"))
+    expected = {}
+    for a, b in zip(json.loads(solana), json.loads(avalanche), strict=True):
+        when = datetime.fromtimestamp(a["date"], UTC) + timedelta(days=1)
+        expected[when] = a["tvl"] + b["tvl"]
+    tvl = dict(kept["L1"]["tvl_usd"])
+    assert len(tvl) >= 90
+    assert all(value == pytest.approx(expected[when]) for when, value in tvl.items())

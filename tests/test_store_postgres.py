@@ -288,3 +288,30 @@ def test_traded_names_every_pair_with_a_fill_and_none_without(
                                          Decimal(filled), Decimal(100), Decimal(0),
                                          timestamp=T0))
     assert store.traded() == {("SOL", "spot"), ("ETH", "perp"), ("LINK", "spot")}
+
+
+def test_sector_figures_are_kept_as_first_seen_and_only_new_days_are_written(
+        open_store: Callable[[], StateStore]) -> None:
+    """What a live decision read is kept: a provider revising its history later does not
+    change a kept figure, and each cycle writes only the days it adds."""
+    from bot.domain.models import Series
+
+    def series(values: list[float], first: datetime) -> Series:
+        return Series(tuple((first + timedelta(days=i), v) for i, v in enumerate(values)))
+
+    store = open_store()
+    d1 = datetime(2024, 3, 2, tzinfo=UTC)  # the figure of 03-01
+    seen = {"L1": {"tvl_usd": series([1.5, 2.25, 3.0], d1)},
+            "DEX": {"volume_usd": series([10.0], d1)}}
+    assert store.record_sector_metrics(seen, d1 + timedelta(days=3)) == 4
+    revised = {"L1": {"tvl_usd": series([9.0, 9.0, 9.0, 4.125], d1)}}
+    assert store.record_sector_metrics(revised, d1 + timedelta(days=4)) == 1
+    reopened = open_store()  # a restarted daemon knows what it kept
+    assert reopened.record_sector_metrics(revised, d1 + timedelta(days=5)) == 0
+    kept = [(r.day.isoformat(), r.sector, r.metric, r.value)
+            for r in reopened.sector_metric_points()]
+    assert kept == [("2024-03-01", "DEX", "volume_usd", 10.0),
+                    ("2024-03-01", "L1", "tvl_usd", 1.5),
+                    ("2024-03-02", "L1", "tvl_usd", 2.25),
+                    ("2024-03-03", "L1", "tvl_usd", 3.0),
+                    ("2024-03-04", "L1", "tvl_usd", 4.125)]

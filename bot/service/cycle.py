@@ -103,7 +103,9 @@ class TradingCycle:
                  exchange: ExchangePort, store: StateStore, signals: SignalSource,
                  log: Any, margin_mode: str = "isolated",
                  should_stop: Callable[[], bool] | None = None,
-                 transfers: TransferPolicy | None = None) -> None:
+                 transfers: TransferPolicy | None = None, keep_metrics: bool = False) -> None:
+        """``keep_metrics``: keep each provider figure as first seen (on a venue; replay
+        data is already on disk)."""
         self.universe = universe
         self.params = params
         self.limits = limits
@@ -113,6 +115,7 @@ class TradingCycle:
         self.log = log
         self.should_stop = should_stop or (lambda: False)
         self.transfers = transfers
+        self.keep_metrics = keep_metrics
         self._transfers_refused = False
         """Set once the venue refuses a transfer (keys without the permission, a host without
         the wallet API): from then on each side is planned on its own wallet."""
@@ -137,6 +140,8 @@ class TradingCycle:
                       funding=len(snap.funding), stale=len(snap.stale))
         self._log_staleness(snap.stale, as_of)
         self.store.record_signal_snapshot(as_of, snapshot_summary(snap), snap.stale)
+        if self.keep_metrics:
+            self.store.record_sector_metrics(snap.sector_metrics, as_of)
         self._snapshot = snap
         return snap
 

@@ -117,7 +117,8 @@ class Daemon:
             universe=self.universe, params=settings.strategy, limits=settings.risk.limits(),
             exchange=self.exchange, store=self.store, signals=signals, log=log,
             margin_mode=settings.exchange.margin_mode, should_stop=self._interrupted,
-            transfers=self._transfer_policy())
+            transfers=self._transfer_policy(),
+            keep_metrics=isinstance(self.driver, WallClock))
         replay = isinstance(self.driver, ReplayDriver)
         resumed = isinstance(self.driver, ReplayDriver) and self.driver.resumed
         log.info("daemon.started", mode=settings.mode, exchange=settings.exchange.name,

@@ -37,6 +37,7 @@ from bot.store.schema import (
     PositionRow,
     SignalSnapshotRow,
 )
+from bot.store.sector_metrics import SectorMetricLog
 
 
 def _utcnow() -> datetime:
@@ -58,7 +59,7 @@ class StoredSignalSnapshot:
     stale: frozenset[str]
 
 
-class StateStore(OrderJournal):
+class StateStore(OrderJournal, SectorMetricLog):
     """Durable daemon state in one SQLite file or one PostgreSQL database.
 
     ``path_or_url`` is a filesystem path (SQLite, the default) or a SQLAlchemy URL such as

@@ -7,14 +7,16 @@ they cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -27,7 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Mirrors the numeric Alembic head revision into kv["schema_version"] for humans and for the
 # pre-Alembic detection (a database stamped "1" by create_all is revision 0001).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -250,6 +252,23 @@ class KillSwitchRow(Base):
     high_water: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
     cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     cleared_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class SectorMetricPointRow(Base):
+    """Revision 0007: each provider's daily sector figure as first seen by the daemon.
+
+    A decision on a venue reads providers whose history is revised later; kept as first
+    seen, the figures can be exported in the replay format (``sectorbot export-signals``) and
+    any day replayed with what the engine knew. ``day`` is the day the figure closes; it
+    became visible at the next 00:00 UTC.
+    """
+
+    __tablename__ = "sector_metric_points"
+    sector: Mapped[str] = mapped_column(String(32), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    value: Mapped[float] = mapped_column(Float(53))
+    fetched_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class KeyValueRow(Base):
