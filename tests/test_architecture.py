@@ -50,3 +50,13 @@ def test_paper_mode_never_imports_ccxt(tmp_path: Path) -> None:
                           text=True, timeout=120, check=False)
     assert "cycle.completed" in done.stderr + done.stdout, done.stderr[-2000:]
     assert "CCXT False" in done.stdout, done.stdout[-500:]
+
+
+def test_signal_sources_reach_a_venue_only_through_its_port() -> None:
+    """The sources read market data through ``MarketDataPort``, never a concrete adapter
+    (a second venue adapter would otherwise need a second signal source)."""
+    sources = Path(__file__).resolve().parents[1] / "bot" / "sources"
+    offenders = {p.name: sorted(m for m in imported_modules(p)
+                                if m.startswith("bot.exchange.") and m != "bot.exchange.port")
+                 for p in sorted(sources.glob("*.py"))}
+    assert {k: v for k, v in offenders.items() if v} == {}

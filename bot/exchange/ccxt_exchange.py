@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -74,6 +74,9 @@ def _tokens(tokens: Iterable[str]) -> frozenset[str]:
     if QUOTE in out or any(not t for t in out):
         raise ValueError(f"tokens must be non-empty base symbols other than {QUOTE}")
     return out
+
+
+DAY_MS = 86_400_000
 
 
 class CcxtExchange:
@@ -349,6 +352,21 @@ class CcxtExchange:
             out = {wanted[s]: dec(p) for s, p in prices.items() if s in wanted and p}
             self._orders.remember_prices(market, out)
             return out
+
+    def fetch_daily_candles(self, token: str, market: MarketKind,
+                            limit: int) -> Sequence[Sequence[Any]]:
+        """One klines read through the retrying, secret-scrubbing caller."""
+        instance, symbol, _ = self.route(token, market)
+        # Some venues cap one request below ``limit`` without saying so (OKX: 300 bars); with
+        # ``since`` and ``paginate`` ccxt pages through them (Binance still takes one request).
+        # ``maxRetries=0``: ccxt's paging would retry each page 3 times on its own, without
+        # backoff, under our own retry policy.
+        since = int(instance.milliseconds()) - limit * DAY_MS
+        rows = self._caller.read(
+            instance, f"fetch_ohlcv {symbol}",
+            lambda: instance.fetch_ohlcv(symbol, "1d", since, limit,
+                                         {"paginate": True, "maxRetries": 0}))
+        return list(rows or [])
 
     def fetch_funding_rates(self, tokens: Iterable[str]) -> dict[str, FundingRate]:
         """Per-hour rates using each market's own interval (1h/4h/8h all occur). Interval

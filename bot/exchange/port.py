@@ -6,11 +6,11 @@ nothing above this line ever sees ``SOL/USDT:USDT`` or a venue error code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.domain.models import (
     FundingRate,
@@ -53,6 +53,24 @@ class OutcomeUnknown(ExchangeError):
 
 class ExchangeUnavailable(ExchangeError):
     """Reads kept failing after the safe retries."""
+
+
+class MarketDataPort(Protocol):
+    """What a signal source reads from a venue: its markets, daily candles and funding."""
+
+    name: str
+
+    def load_markets(self, reload: bool = False) -> Mapping[tuple[str, MarketKind], MarketInfo]:
+        ...
+
+    def fetch_daily_candles(self, token: str, market: MarketKind,
+                            limit: int) -> Sequence[Sequence[Any]]:
+        """The newest ``limit`` daily candles as ``[open ms, open, high, low, close, base
+        volume]`` rows, oldest first (the venue's still-open candle included)."""
+        ...
+
+    def fetch_funding_rates(self, tokens: Iterable[str]) -> dict[str, FundingRate]:
+        ...
 
 
 class ExchangePort(Protocol):

@@ -23,13 +23,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from bot.domain.models import MarketKind, MarketSnapshot, Series, TokenSpec
-from bot.exchange.ccxt_exchange import CcxtExchange
-from bot.exchange.port import ExchangeError
+from bot.exchange.port import ExchangeError, MarketDataPort
 
 DAY = timedelta(days=1)
 DAY_MS = 86_400_000
 MAX_CANDLES = 1000
-"""Binance spot serves at most 1000 klines per request (USD-M 1500); one request per token."""
+"""Candles asked for per token (Binance spot serves at most 1000 klines per request)."""
 
 
 class DailyCandles(NamedTuple):
@@ -98,14 +97,15 @@ class SectorMetricsSource(Protocol):
 
 
 class VenueSignals:
-    """A :class:`bot.service.cycle.SignalSource` over a :class:`CcxtExchange`.
+    """A :class:`bot.service.cycle.SignalSource` over a venue's market data (the
+    :class:`bot.exchange.port.MarketDataPort` side of its adapter).
 
     ``tokens`` is the (venue-restricted) universe. A token's closes come from its spot
     market, or from its perpetual when it has no spot market (hedge-only tokens), so every
     token the engine may score has a price history.
     """
 
-    def __init__(self, exchange: CcxtExchange, tokens: Iterable[TokenSpec],
+    def __init__(self, exchange: MarketDataPort, tokens: Iterable[TokenSpec],
                  lookback_days: int, log: Any,
                  sector_metrics: Sequence[SectorMetricsSource] = ()) -> None:
         self.exchange = exchange
@@ -189,24 +189,14 @@ class VenueSignals:
             provider.close()
 
     def _daily_candles(self, token: TokenSpec) -> list[Any]:
-        """One klines request through the adapter's retrying, secret-scrubbing caller."""
+        """A token's daily candles from its spot market, else its perpetual."""
         kinds = (MarketKind.SPOT, MarketKind.PERP) if token.spot else (MarketKind.PERP,)
         markets = self.exchange.load_markets()
         kind = next((k for k in kinds if (token.symbol, k) in markets), None)
         if kind is None:
             raise ExchangeError(f"{token.symbol} has no listed market on {self.exchange.name}")
-        instance, symbol, _ = self.exchange.route(token.symbol, kind)
-        limit = min(self.lookback_days + 2, MAX_CANDLES)
-        # Some venues cap one request below ``limit`` without saying so (OKX: 300 bars); with
-        # ``since`` and ``paginate`` ccxt pages through them (Binance still takes one request).
-        # ``maxRetries=0``: ccxt's paging would retry each page 3 times on its own, without
-        # backoff, under the adapter's own retry policy.
-        since = int(instance.milliseconds()) - limit * DAY_MS
-        rows = self.exchange.caller.read(
-            instance, f"fetch_ohlcv {symbol}",
-            lambda: instance.fetch_ohlcv(symbol, "1d", since, limit,
-                                         {"paginate": True, "maxRetries": 0}))
-        return list(rows or [])
+        return list(self.exchange.fetch_daily_candles(
+            token.symbol, kind, min(self.lookback_days + 2, MAX_CANDLES)))
 
 
 def _after(series: Series, since: datetime) -> Series:
