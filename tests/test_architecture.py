@@ -60,3 +60,12 @@ def test_signal_sources_reach_a_venue_only_through_its_port() -> None:
                                 if m.startswith("bot.exchange.") and m != "bot.exchange.port")
                  for p in sorted(sources.glob("*.py"))}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_signal_providers_do_not_import_each_other() -> None:
+    """Each provider stands on the shared round machinery and the HTTP client alone."""
+    sources = Path(__file__).resolve().parents[1] / "bot" / "sources"
+    providers = {"defillama", "github"}
+    for name in sorted(providers):
+        imported = imported_modules(sources / f"{name}.py")
+        assert not {f"bot.sources.{other}" for other in providers - {name}} & imported, name

@@ -35,7 +35,7 @@ from bot.sources.http_client import (
     ProviderStatusError,
     ProviderUnreachable,
 )
-from bot.sources.provider_rounds import Job, Round, RoundedProvider
+from bot.sources.provider_rounds import EARLIEST, Job, Round, RoundedProvider
 
 TVL = "tvl_usd"
 VOLUME = "volume_usd"
@@ -64,10 +64,6 @@ def spellings_of(category: str) -> frozenset[str]:
 
 
 # ------------------------------------------------------------------------ response models
-
-
-EARLIEST = 1_230_768_000
-"""2009-01-01: no DeFi figure is older; a timestamp below it is in the wrong unit."""
 
 
 def _amount(value: float) -> float:

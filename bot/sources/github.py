@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_
 from bot.config import SectorSources
 from bot.domain.models import Series
 from bot.sources.http_client import PoliteClient, ProviderError, ProviderStatusError
-from bot.sources.provider_rounds import Job, Round, RoundedProvider
+from bot.sources.provider_rounds import EARLIEST, Job, Round, RoundedProvider
 
 DEV = "dev_commits"
 
@@ -44,8 +44,6 @@ class _Week(BaseModel):
     @field_validator("week")
     @classmethod
     def _a_week_start(cls, week: int) -> int:
-        from bot.sources.defillama import EARLIEST
-
         if week < EARLIEST or week % 86_400:
             raise ValueError(f"{week} is not the unix time of a day's start")
         return week

@@ -25,6 +25,8 @@ from bot.domain.models import Series
 from bot.sources.http_client import PoliteClient, ProviderError, ProviderUnreachable
 
 DAY = timedelta(days=1)
+EARLIEST = 1_230_768_000
+"""2009-01-01: no sector figure is older; a timestamp below it is in the wrong unit."""
 DEAD_AFTER_DAYS = 7
 """A component whose newest day is this far behind the others' has stopped reporting."""
 MIN_COMPONENT_DAYS = 90
