@@ -1,22 +1,16 @@
-"""A loopback HTTP server answering DefiLlama's free endpoints from tests/fixtures/defillama.
-
-Real HTTP (the client under test uses httpx over a socket), with faults a test can script
-per path: a status with headers, a truncated body, a stall, a renamed field.
-"""
+"""A loopback DefiLlama: its free endpoints answered from tests/fixtures/defillama, with
+faults a test can script per path (tests/provider_server.py serves it)."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any
+
+from tests.provider_server import Fault, ScriptedFake, serve
+
+__all__ = ["CHAIN_VOLUME_SHARE", "FIXTURES", "DefiLlamaFake", "Fault", "serve"]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "defillama"
 
@@ -25,18 +19,11 @@ CHAIN_VOLUME_SHARE = {"Solana": 0.3, "Avalanche": 0.05, "Arbitrum": 0.2, "Optimi
 """Chains the fake knows, and the share of the recorded DEX volume each is given."""
 
 
-@dataclass
-class Fault:
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None
-    stall: float = 0.0
-
-
-class DefiLlamaFake:
+class DefiLlamaFake(ScriptedFake):
     def __init__(self, last_day: date | None = None) -> None:
         """``last_day``: shift every series so it ends that day (a daemon on the wall clock
         needs recent figures; the recorded ones end on 2023-07-25)."""
+        super().__init__()
         self.protocols: list[dict[str, Any]] = json.loads((FIXTURES / "protocols.json")
                                                           .read_text())
         self.uniswap = json.loads((FIXTURES / "protocol_uniswap.json").read_text())
@@ -47,32 +34,8 @@ class DefiLlamaFake:
         if last_day is not None:
             end = datetime.fromtimestamp(self.uniswap["tvl"][-1]["date"], UTC).date()
             self.shift = (last_day - end).days * 86_400
-        self.faults: dict[str, list[Fault]] = {}
-        self.requests: list[str] = []
-        self.lock = threading.Lock()
 
-    def fail(self, path: str, *faults: Fault) -> None:
-        """The next requests to ``path`` get these answers, in order, then normal ones."""
-        with self.lock:
-            self.faults.setdefault(path, []).extend(faults)
-
-    def count(self, prefix: str = "") -> int:
-        return sum(1 for p in self.requests if p.startswith(prefix))
-
-    def answer(self, path: str) -> tuple[int, dict[str, str], bytes, float]:
-        with self.lock:
-            self.requests.append(path)
-            queued = self.faults.get(path)
-            fault = queued.pop(0) if queued else None
-        if fault is not None and (fault.status != 200 or fault.body is not None):
-            return fault.status, fault.headers, fault.body or b"", fault.stall
-        stall = fault.stall if fault is not None else 0.0
-        body = self._body(path)
-        if body is None:
-            return 404, {}, b'{"message":"not found"}', stall
-        return 200, {}, json.dumps(body).encode(), stall
-
-    def _body(self, path: str) -> Any:
+    def body(self, path: str) -> Any:
         if path == "/protocols":
             return self.protocols
         if path.startswith("/v2/historicalChainTvl/"):
@@ -105,45 +68,3 @@ class DefiLlamaFake:
                              "totalLiquidityUSD": round(p["totalLiquidityUSD"] * scale, 2)}
                             for p in self.uniswap["tvl"]]}
         return None
-
-
-class Answers(Protocol):
-    def answer(self, path: str) -> tuple[int, dict[str, str], bytes, float]: ...
-
-
-@contextmanager
-def serve(fake: Answers) -> Iterator[str]:
-    """Run ``fake`` (anything that answers a path) on a loopback port; yields its URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = unquote(urlsplit(self.path).path)
-            seen = getattr(fake, "headers_seen", None)
-            if seen is not None:
-                seen.append(dict(self.headers))
-            status, headers, body, stall = fake.answer(path)
-            if stall:
-                time.sleep(stall)
-            try:
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout): nothing to answer
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()

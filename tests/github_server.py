@@ -7,13 +7,11 @@ A test can script 202 ("computing") answers, rate limiting and unknown repositor
 
 from __future__ import annotations
 
-import json
-import threading
 import zlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from tests.defillama_server import Fault
+from tests.provider_server import ScriptedFake
 
 
 def weeks_for(repo: str, last_day: date) -> list[dict[str, Any]]:
@@ -30,33 +28,17 @@ def weeks_for(repo: str, last_day: date) -> list[dict[str, Any]]:
     return out
 
 
-class GitHubFake:
+class GitHubFake(ScriptedFake):
     def __init__(self, last_day: date, repos: set[str]) -> None:
+        super().__init__()
         self.last_day = last_day
         self.repos = repos
-        self.faults: dict[str, list[Fault]] = {}
-        self.requests: list[str] = []
-        self.headers_seen: list[dict[str, str]] = []
-        self.lock = threading.Lock()
 
-    def fail(self, path: str, *faults: Fault) -> None:
-        with self.lock:
-            self.faults.setdefault(path, []).extend(faults)
-
-    def count(self, prefix: str = "") -> int:
-        return sum(1 for p in self.requests if p.startswith(prefix))
-
-    def answer(self, path: str) -> tuple[int, dict[str, str], bytes, float]:
-        with self.lock:
-            self.requests.append(path)
-            queued = self.faults.get(path)
-            fault = queued.pop(0) if queued else None
-        if fault is not None:
-            return fault.status, fault.headers, fault.body or b"", fault.stall
+    def body(self, path: str) -> Any:
         parts = path.strip("/").split("/")
         if len(parts) == 5 and parts[0] == "repos" and parts[3:] == ["stats",
                                                                      "commit_activity"]:
             repo = f"{parts[1]}/{parts[2]}"
             if repo in self.repos:
-                return 200, {}, json.dumps(weeks_for(repo, self.last_day)).encode(), 0.0
-        return 404, {}, b'{"message": "Not Found"}', 0.0
+                return weeks_for(repo, self.last_day)
+        return None

@@ -15,7 +15,8 @@ import pytest
 from bot.config import SectorSources, load_sector_sources, load_universe
 from bot.sources.defillama import CATEGORY_ALIASES, DefiLlamaSectors, spellings_of
 from bot.sources.http_client import HttpPolicy, PoliteClient
-from tests.defillama_server import CHAIN_VOLUME_SHARE, FIXTURES, DefiLlamaFake, Fault, serve
+from tests.defillama_server import CHAIN_VOLUME_SHARE, FIXTURES, DefiLlamaFake
+from tests.provider_server import Fault, Sleeps, serve
 
 AS_OF = datetime(2023, 7, 27, tzinfo=UTC)
 SOURCES = {
@@ -23,14 +24,6 @@ SOURCES = {
     "DEX": SectorSources(categories=("Dexes",)),  # the old spelling: matched by alias
     "LENDING": SectorSources(categories=("Lending", "CDP")),
 }
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.asked: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.asked.append(seconds)
 
 
 @pytest.fixture

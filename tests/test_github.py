@@ -16,8 +16,8 @@ from bot.service.venue import providers
 from bot.sources.github import GitHubActivity
 from bot.sources.http_client import HttpPolicy, PoliteClient
 from tests.daemon_proc import run_cli
-from tests.defillama_server import Fault, serve
 from tests.github_server import GitHubFake, weeks_for
+from tests.provider_server import Fault, Sleeps, serve
 
 LAST = date(2024, 6, 12)
 AS_OF = datetime(2024, 6, 13, tzinfo=UTC)  # the close of 06-12
@@ -25,14 +25,6 @@ REPOS = {"solana-labs/solana", "ava-labs/avalanchego", "Uniswap/v4-core"}
 SOURCES = {"L1": SectorSources(repos=("solana-labs/solana", "ava-labs/avalanchego")),
            "DEX": SectorSources(repos=("Uniswap/v4-core", "nobody/nothing"))}
 STATS = "/repos/{}/stats/commit_activity"
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.asked: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.asked.append(seconds)
 
 
 @pytest.fixture

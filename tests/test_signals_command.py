@@ -51,6 +51,24 @@ def test_as_of_is_refused_outside_paper_mode(tmp_path: Path) -> None:
     assert proc.stderr.startswith("config error: --as-of: only in paper mode")
 
 
+def demo_files(tmp_path: Path) -> Path:
+    """A demo config and a universe with DefiLlama sources; returns the config."""
+    (tmp_path / "sectors.toml").write_text(UNIVERSE_WITH_TVL)
+    cfg = tmp_path / "demo.toml"
+    cfg.write_text('mode = "demo"\n[exchange]\nname = "binance"\n')
+    return cfg
+
+
+def demo_env(tmp_path: Path, emu: BinanceEmulator, llama_url: str,
+             **extra: str) -> dict[str, str]:
+    return env_for(tmp_path / "state.sqlite3", SECTORBOT__EXCHANGE__API_KEY=KEY,
+                   SECTORBOT__EXCHANGE__API_SECRET=SECRET, **{EMULATOR_ENV: emu.base_url},
+                   SECTORBOT__UNIVERSE_FILE=str(tmp_path / "sectors.toml"),
+                   SECTORBOT__SIGNALS__DEFILLAMA="true",
+                   SECTORBOT__SIGNALS__DEFILLAMA_URL=llama_url,
+                   SECTORBOT__SIGNALS__MIN_INTERVAL_SECONDS="0", **extra)
+
+
 @pytest.fixture
 def emu() -> Iterator[BinanceEmulator]:
     with BinanceEmulator(KEY, SECRET) as emulator:
@@ -60,18 +78,10 @@ def emu() -> Iterator[BinanceEmulator]:
 @pytest.mark.process
 def test_demo_signals_read_the_venue_and_defillama_and_send_nothing(
         emu: BinanceEmulator, tmp_path: Path) -> None:
-    universe = tmp_path / "sectors.toml"
-    universe.write_text(UNIVERSE_WITH_TVL)
-    cfg = tmp_path / "demo.toml"
-    cfg.write_text('mode = "demo"\n[exchange]\nname = "binance"\n')
+    cfg = demo_files(tmp_path)
     fake = DefiLlamaFake(last_day=(datetime.now(UTC) - timedelta(days=1)).date())
     with serve(fake) as url:
-        env = env_for(tmp_path / "state.sqlite3", SECTORBOT__EXCHANGE__API_KEY=KEY,
-                      SECTORBOT__EXCHANGE__API_SECRET=SECRET, **{EMULATOR_ENV: emu.base_url},
-                      SECTORBOT__UNIVERSE_FILE=str(universe),
-                      SECTORBOT__SIGNALS__DEFILLAMA="true",
-                      SECTORBOT__SIGNALS__DEFILLAMA_URL=url,
-                      SECTORBOT__SIGNALS__MIN_INTERVAL_SECONDS="0")
+        env = demo_env(tmp_path, emu, url)
         proc = subprocess.run([sys.executable, "-m", "tests.demo_launcher", "signals",
                                "--json", "--config", str(cfg)], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
@@ -113,19 +123,10 @@ def test_the_service_fetches_providers_in_a_job_of_its_own_and_stops_cleanly(
     import signal
     import time
 
-    universe = tmp_path / "sectors.toml"
-    universe.write_text(UNIVERSE_WITH_TVL)
-    cfg = tmp_path / "demo.toml"
-    cfg.write_text('mode = "demo"\n[exchange]\nname = "binance"\n')
+    cfg = demo_files(tmp_path)
     fake = DefiLlamaFake(last_day=(datetime.now(UTC) - timedelta(days=1)).date())
     with serve(fake) as url:
-        env = env_for(tmp_path / "state.sqlite3", SECTORBOT__EXCHANGE__API_KEY=KEY,
-                      SECTORBOT__EXCHANGE__API_SECRET=SECRET, **{EMULATOR_ENV: emu.base_url},
-                      SECTORBOT__UNIVERSE_FILE=str(universe),
-                      SECTORBOT__SIGNALS__DEFILLAMA="true",
-                      SECTORBOT__SIGNALS__DEFILLAMA_URL=url,
-                      SECTORBOT__SIGNALS__MIN_INTERVAL_SECONDS="0",
-                      SECTORBOT__SCHEDULER__SIGNAL_REFRESH_SECONDS="2")
+        env = demo_env(tmp_path, emu, url, SECTORBOT__SCHEDULER__SIGNAL_REFRESH_SECONDS="2")
         proc = subprocess.Popen([sys.executable, "-m", "tests.demo_launcher", "run",
                                  "--config", str(cfg)], cwd=tmp_path, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -23,12 +23,14 @@ from bot.store.schema import SectorMetricPointRow
 
 class SectorMetricLog:
     engine: Engine
+    _metric_days: dict[tuple[str, str], date] | None = None
+    """The newest kept day per (sector, metric), read from the table once per store."""
 
     def session(self) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
     def _newest_kept(self) -> dict[tuple[str, str], date]:
-        cache: dict[tuple[str, str], date] | None = getattr(self, "_metric_days", None)
+        cache = self._metric_days
         if cache is None:
             with self.session() as s:
                 rows = s.execute(select(SectorMetricPointRow.sector, SectorMetricPointRow.metric,
