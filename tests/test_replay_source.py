@@ -102,6 +102,23 @@ def test_no_look_ahead_future_rows_cannot_change_a_snapshot(small: Path, tmp_pat
         assert full.marks(as_of) == ReplayData.load(cut_root).marks(as_of)
 
 
+def test_load_until_keeps_only_what_the_last_day_could_see(small: Path, tmp_path: Path) -> None:
+    """``until`` is the files cut at that day's close: same snapshots, nothing later held."""
+    for until in (date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 4)):
+        limit = close_time(until)
+        cut_root = tmp_path / f"until{until:%d}"
+        for path in sorted(small.rglob("*.csv")):
+            rows = path.read_text().splitlines()
+            kept = [r for r in rows if r.startswith(("#", "date", "timestamp"))
+                    or _row_time(r) <= limit]
+            write(cut_root, {str(path.relative_to(small)): kept})
+        held = ReplayData.load(small, until=until)
+        assert held.last_day == until
+        assert held.snapshot(limit) == ReplayData.load(cut_root).snapshot(limit)
+        later = held.snapshot(limit + timedelta(days=30))
+        assert all(t <= limit for t in _everything_visible(later))
+
+
 def _row_time(row: str) -> datetime:
     first = row.split(",")[0]
     if "T" in first:

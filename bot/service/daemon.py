@@ -149,7 +149,9 @@ class Daemon:
         """Replayed history on the simulated exchange (unchanged since paper mode shipped)."""
         settings, log = self.settings, self.log
         self._data_dir = settings.replay.data_dir or bundled_sample_dir()
-        self.data = ReplayData.load(self._data_dir)
+        # Nothing after the last replayed day is loaded: a run ending on replay.end cannot
+        # read later data, whatever a bug elsewhere might ask for.
+        self.data = ReplayData.load(self._data_dir, until=settings.replay.end)
         self.universe = restrict_universe(load_universe(settings.universe_file),
                                           set(self.data.tokens), log)
         self._take_ownership()

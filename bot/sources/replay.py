@@ -198,17 +198,32 @@ class ReplayData:
         self.last_day: date = days[-1]
 
     @classmethod
-    def load(cls, data_dir: Path) -> ReplayData:
-        """Parse and validate the whole directory; ``funding/`` and metrics are optional."""
+    def load(cls, data_dir: Path, until: date | None = None) -> ReplayData:
+        """Parse and validate the whole directory; ``funding/`` and metrics are optional.
+
+        ``until`` keeps only what is visible at the close of that day (stamped
+        ``<= close_time(until)``): a run that ends on ``until`` then cannot read a later
+        point even by mistake, which is what a walk-forward fold must be able to promise.
+        The files are still validated whole, so a bad row fails every run alike.
+        """
         root = Path(data_dir)
         if not (root / "ohlcv").is_dir():
             raise ReplayDataError(root, None, "not a replay data directory (no ohlcv/ folder)")
-        prices = {token_of_file(p): _PriceHistory.of(read_ohlcv(p))
+        limit = close_time(until) if until is not None else None
+
+        def visible(when: datetime) -> bool:
+            return limit is None or when <= limit
+
+        prices = {token_of_file(p): _PriceHistory.of([c for c in read_ohlcv(p)
+                                                      if visible(close_time(c.day))])
                   for p in sorted((root / "ohlcv").glob("*.csv"))}
-        funding = {token_of_file(p): _FundingHistory.of(read_funding(p))
+        funding = {token_of_file(p): _FundingHistory.of([r for r in read_funding(p)
+                                                         if visible(r[0])])
                    for p in sorted((root / "funding").glob("*.csv"))}
         metrics_file = root / "sector_metrics.csv"
         metrics = read_metrics(metrics_file) if metrics_file.exists() else {}
+        metrics = {s: {m: [pt for pt in pts if visible(pt[0])] for m, pts in ms.items()}
+                   for s, ms in metrics.items()}
         return cls(root, prices, funding, metrics)
 
     @property

@@ -1,0 +1,1 @@
+"""``sectorbot optimize``: walk-forward parameter search on the real backtest, with Optuna."""
