@@ -280,9 +280,10 @@ def _optimize(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     best = summary.get("best")
     if best:
+        # stderr, as `run` does: stdout carries the JSON log lines only.
         print(f"best trial {best['number']}: objective {best['objective']:.3f} "
-              f"{json.dumps(best['params'], sort_keys=True)}")
-    print(f"report: {args.out / 'report.html'}")
+              f"{json.dumps(best['params'], sort_keys=True)}", file=sys.stderr)
+    print(f"report: {args.out / 'report.html'}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -91,7 +91,7 @@ def write_trials_csv(study: optuna.Study, space: SearchSpace, out: Path) -> Path
             seconds = (t.datetime_complete - t.datetime_start).total_seconds() if (
                 t.datetime_complete and t.datetime_start) else ""
             writer.writerow([
-                t.number, state, "" if t.value is None else f"{t.value:.6f}",
+                t.number, state, "" if t.value is None else repr(float(t.value)),
                 *[json.dumps(values[k]) if isinstance(values.get(k), list | tuple)
                   else values.get(k, "") for k in space.keys],
                 *[f"{r['score']:.6f}" for r in records], *[""] * (folds - len(records)),
