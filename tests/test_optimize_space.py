@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_applied_values_are_validated_like_a_config(tmp_path: Path) -> None:
     assert tried.risk.max_leverage == 4.0 and tried.strategy.max_leverage == 4.0
     assert tried.strategy.momentum_lookbacks == (14, 28)
     assert base.risk.max_leverage == 3.0
-    with pytest.raises(ConfigError, match="risk.max_leverage"):
+    with pytest.raises(ConfigError, match=r"risk\.max_leverage"):
         apply_values(base, {"risk.max_leverage": 5.5})
 
 
@@ -163,7 +164,7 @@ def test_test_windows_tile_the_end_of_the_period_and_train_before_them(
     assert len(folds) == k and folds[-1].test_end == last
     lengths = {f.test_days for f in folds}
     assert len(lengths) == 1 and lengths.pop() >= MIN_TEST_DAYS
-    for a, b in zip(folds, folds[1:], strict=False):
+    for a, b in pairwise(folds):
         assert b.test_start == a.test_end + timedelta(days=1)
     for f in folds:
         assert first <= f.train_start < f.test_start <= f.test_end <= last

@@ -36,6 +36,8 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
 from bot.config import ConfigError, Settings
 from bot.logs import configure_logging, get_logger, register_secrets, url_secrets
@@ -107,6 +109,18 @@ def _data_digest(data_dir: Path | None) -> str:
     return h.hexdigest()[:16]
 
 
+@retry(retry=retry_if_exception_type((IntegrityError, ProgrammingError)),
+       stop=stop_after_attempt(5), wait=wait_random(0.2, 1.0), reraise=True)
+def _storage(plan: StudyPlan, engine_kwargs: dict[str, Any]) -> RDBStorage:
+    """Optuna's storage, its tables created on first use. Workers started together on an
+    empty database race to create them and all but one fail on a duplicate; by the retry the
+    tables exist and the others just use them."""
+    return RDBStorage(
+        plan.storage_url, engine_kwargs=engine_kwargs,
+        heartbeat_interval=plan.heartbeat_seconds, grace_period=3 * plan.heartbeat_seconds,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+
+
 def open_study(plan: StudyPlan, worker: int = 0) -> optuna.Study:
     """Create the study or join it; refuse a study made for another search."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -115,10 +129,7 @@ def open_study(plan: StudyPlan, worker: int = 0) -> optuna.Study:
     if plan.storage_url.startswith("sqlite"):
         # Local workers share one file: wait for its lock instead of failing.
         kwargs = {"connect_args": {"timeout": 60}}
-    storage = RDBStorage(
-        plan.storage_url, engine_kwargs=kwargs,
-        heartbeat_interval=plan.heartbeat_seconds, grace_period=3 * plan.heartbeat_seconds,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+    storage = _storage(plan, kwargs)
     seed = None if plan.seed is None else plan.seed + worker
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True,
                                          n_startup_trials=min(10, max(2, plan.trials // 4)))
