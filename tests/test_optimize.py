@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from bot.config import load_settings
 from bot.optimize.evaluate import run_fold
 from bot.optimize.folds import Fold
-from bot.optimize.space import Objective, load_space
+from bot.optimize.space import Objective, apply_values, load_space
 from bot.optimize.study import QuietLog, StudyPlan, open_study
 from bot.sources.replay import bundled_sample_dir, close_time
 from tests.daemon_proc import env_for, events, named, run_cli
@@ -95,6 +95,16 @@ def test_the_test_window_is_scored_alone(tmp_path: Path) -> None:
     assert result.test_days[0] == FOLD.test_start
     assert result.score == pytest.approx(result.test.sharpe)
     assert result.train.sharpe != result.test.sharpe
+
+
+def test_a_kill_switch_tripped_in_training_does_not_leave_the_test_window_in_cash() -> None:
+    """The kill switch latches until a person resumes. Run through from the training start,
+    a trip in training left every later test window flat, scoring the trip instead of the
+    parameters (the first search over the bundled data scored 0.0 on most folds)."""
+    settings = apply_values(load_settings(None), {"risk.max_drawdown_pct": 2.0})
+    result = run_fold(settings, FOLD, Objective(), QuietLog())
+    assert result.train.max_drawdown >= 0.02  # it did trip in training
+    assert result.test.trades > 0 and any(r != 0 for r in result.test_returns)
 
 
 def _optimize(tmp_path: Path, out: Path, *extra: str, timeout: float = 400,

@@ -174,6 +174,13 @@ def test_test_windows_tile_the_end_of_the_period_and_train_before_them(
             assert f.train_days <= f.test_days
 
 
+def test_train_days_zero_means_test_windows_only() -> None:
+    folds = walk_forward(date(2023, 1, 1), date(2023, 12, 31), 3, train_days=0)
+    assert all(f.train_start == f.test_start and f.train_days == 0 for f in folds)
+    with pytest.raises(FoldError, match="--train-days"):
+        walk_forward(date(2023, 1, 1), date(2023, 12, 31), 3, train_days=-1)
+
+
 def test_folds_too_short_and_holdouts_out_of_range_are_refused() -> None:
     with pytest.raises(FoldError, match="at least 14 days"):
         walk_forward(date(2023, 1, 1), date(2023, 2, 1), 4)

@@ -1,10 +1,10 @@
 """One trial on one fold: the real backtest over the fold's windows, scored on its test window.
 
-The fold runs ``run_backtest`` (the paper daemon, step by step) from its training start to its
-test end on a throwaway store, with ``replay.end`` at the test end, so the replay data is
-loaded up to that day only. The figures the objective reads are taken from the test window:
-daily returns from the last training day's equity onwards, the trades filled in the window,
-its drawdown. Nothing here knows which parameters are being tried.
+Each window (the test window, then the training window apart) runs ``run_backtest`` (the paper
+daemon, step by step) on a throwaway store with ``replay.end`` at the window's last day, so
+the replay data is loaded up to that day only. The objective reads the test window alone: its
+daily returns from the starting cash, the trades filled in it, its drawdown; the training
+window's figures are reported as in-sample. Nothing here knows which parameters are tried.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import statistics
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +59,10 @@ class FoldResult:
     test: WindowFigures
     train: WindowFigures
     test_returns: tuple[float, ...]
-    """Daily returns of the test window, the first from the last training day's equity."""
+    """Daily returns of the test window, the first from the starting cash."""
     test_days: tuple[date, ...] = field(default=())
     """The market day each test return covers (close of the day before to its close)."""
     score: float = 0.0
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def window_figures(points: Sequence[BookPoint], traded: float = 0.0,
@@ -104,41 +101,59 @@ def aggregate(scores: Sequence[float], how: str) -> float:
     return statistics.median(scores)
 
 
-def run_fold(settings: Settings, fold: Fold, objective: Objective, log: Any,
-             data_dir: Path | None = None, workdir: Path | None = None) -> FoldResult:
-    """Backtest ``settings`` over ``fold`` and score its test window."""
-    scratch = Path(tempfile.mkdtemp(prefix=f"sectorbot-fold{fold.index}-", dir=workdir))
+def _run_window(settings: Settings, start: date, end: date, log: Any,
+                data_dir: Path | None, workdir: Path | None) -> tuple[list[BookPoint], float,
+                                                                      int]:
+    """Backtest ``[start, end]`` from cash on data loaded up to ``end``; the equity points
+    from the starting cash (the close before ``start``) to the close of ``end``, the
+    notional traded and the number of fills."""
+    scratch = Path(tempfile.mkdtemp(prefix="sectorbot-window-", dir=workdir))
     try:
-        run = run_backtest(settings, log, workdir=scratch, data_dir=data_dir,
-                           start=fold.train_start, end=fold.test_end)
+        run = run_backtest(settings, log, workdir=scratch, data_dir=data_dir, start=start,
+                           end=end)
         daemon = run.daemon
         assert daemon is not None
         try:
-            # A step stamped D marks the book at day D-1's close: the test window's returns
-            # run from the close before its first day to the close of its last day.
-            split = _day_start(fold.test_start + timedelta(days=1))
-            train = [p for p in run.points if p.ts < split]
-            test = [p for p in run.points if p.ts >= split]
-            if not test:
-                raise ValueError(f"fold {fold.index}: the backtest ran no step in its test "
-                                 f"window {fold.test_start} .. {fold.test_end}")
+            if not run.points:
+                raise ValueError(f"the backtest ran no step in {start} .. {end}")
             analysis = analyse(run.points, daemon.store, daemon.universe,
                                run.settings.strategy.exit_confirmations)
         finally:
             daemon.shutdown()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    window = ([train[-1]] if train else []) + test
-    in_test = [t for t in analysis.trades if t.ts >= split]
-    test_figures = window_figures(window, float(sum(t.notional for t in in_test)),
-                                  len(in_test))
-    in_train = [t for t in analysis.trades if t.ts < split]
-    train_figures = window_figures(train, float(sum(t.notional for t in in_train)),
-                                   len(in_train))
-    returns = tuple(daily_returns([float(p.equity) for p in window]))
-    days = tuple((p.ts - timedelta(days=1)).date() for p in window[1:])
-    return FoldResult(fold, test_figures, train_figures, returns, days,
-                      fold_score(test_figures, objective))
+    # The first step (stamped ``start``) trades on the close before ``start``; the capital at
+    # that close is the starting cash, so the first day's return pays the first buys' costs.
+    cash = Decimal(str(settings.paper.starting_cash))
+    first = run.points[0]
+    base = BookPoint(first.ts, cash, cash, {}, {}, {}, {})
+    traded = float(sum(t.notional for t in analysis.trades))
+    return [base, *run.points[1:]], traded, len(analysis.trades)
+
+
+def run_fold(settings: Settings, fold: Fold, objective: Objective, log: Any,
+             data_dir: Path | None = None, workdir: Path | None = None) -> FoldResult:
+    """Backtest ``settings`` on the fold's test window, and on its training window apart.
+
+    Each window starts in cash, its indicators warmed up on the history before it (what a
+    daemon started that day would read), on data loaded up to the window's last day. Run
+    apart, nothing carries from one window into the other: a kill switch tripped in the
+    training window (it latches until a person resumes) would otherwise leave the test
+    window in cash and score the trip, not the parameters.
+    """
+    points, traded, trades = _run_window(settings, fold.test_start, fold.test_end, log,
+                                         data_dir, workdir)
+    test = window_figures(points, traded, trades)
+    train = WindowFigures(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    if fold.train_days > 0:
+        train_points, train_traded, train_trades = _run_window(
+            settings, fold.train_start, fold.test_start - timedelta(days=1), log, data_dir,
+            workdir)
+        train = window_figures(train_points, train_traded, train_trades)
+    returns = tuple(daily_returns([float(p.equity) for p in points]))
+    # A point stamped D marks the book at day D-1's close: each return covers that day.
+    days = tuple((p.ts - timedelta(days=1)).date() for p in points[1:])
+    return FoldResult(fold, test, train, returns, days, fold_score(test, objective))
 
 
 __all__ = ["FoldResult", "WindowFigures", "aggregate", "fold_score", "run_fold",

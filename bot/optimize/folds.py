@@ -7,8 +7,8 @@ segments: segment ``i + 1`` is fold ``i``'s test window. Its training window end
 before: the ``train_days`` before it (rolling; default one segment) or everything from the
 start (anchored). A fold is run on data loaded up to its test window's last day and no
 further, so no window can see data after its end; the objective reads the test window only.
-The training window is the run-in: the book enters the test window as it would have stood,
-not in cash, and its figures are reported as in-sample beside the test ones.
+Each window is backtested from cash, on its own (``bot.optimize.evaluate``); the training
+window's figures are reported as in-sample beside the test ones (``train_days`` 0 skips them).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def walk_forward(first: date, last: date, folds: int, scheme: Scheme = "rolling"
         raise FoldError(f"--folds: {folds} folds over {span} searchable days ({first} .. "
                         f"{last}) leave {segment}-day windows; at least {MIN_TEST_DAYS} days "
                         "are needed: use fewer folds or more data")
-    if train_days is not None and train_days < 1:
-        raise FoldError("--train-days: must be at least 1")
+    if train_days is not None and train_days < 0:
+        raise FoldError("--train-days: must be 0 (no in-sample run) or more")
     train = segment if train_days is None else train_days
     # The first segment absorbs the remainder so every test window has the same length.
     first_test = last - timedelta(days=folds * segment - 1)
