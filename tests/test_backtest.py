@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.store.repo import StateStore
+from tests.browser import screenshot_bytes
 from tests.daemon_proc import env_for, run_cli
 
 REFERENCE = Path(__file__).parent / "data" / "backtest_reference.json"
@@ -111,19 +111,8 @@ def test_the_backtest_is_the_daemon_stepped_over_the_same_days(report: Path,
 
 
 def test_the_report_renders_in_a_browser(report: Path, tmp_path: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("Chromium not found: install Debian's `chromium` package (.ci/chromium.sh) "
-                    "to render the report in a headless browser")
-    shot = tmp_path / "report.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,4000",
-                    "--virtual-time-budget=10000", f"--screenshot={shot}",
-                    (report / "report.html").as_uri()],
-                   capture_output=True, text=True, timeout=120)
-    assert shot.exists() and shot.stat().st_size > 50_000, "no (or an empty) screenshot"
+    size = screenshot_bytes(report / "report.html", tmp_path)
+    assert size > 50_000, "no (or an empty) screenshot"
 
 
 def test_a_bad_range_is_refused_without_a_traceback(tmp_path: Path) -> None:

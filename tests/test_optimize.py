@@ -26,6 +26,7 @@ from bot.optimize.folds import Fold
 from bot.optimize.space import Objective, apply_values, load_space
 from bot.optimize.study import QuietLog, StudyPlan, open_study
 from bot.sources.replay import bundled_sample_dir, close_time
+from tests.browser import screenshot_bytes
 from tests.daemon_proc import env_for, events, named, run_cli
 from tests.pg_server import session_server
 
@@ -140,6 +141,8 @@ def test_a_local_search_writes_files_a_user_can_act_on_and_resumes(tmp_path: Pat
         assert (list(got) if isinstance(got, tuple) else got) == value
     html = (out / "report.html").read_text()
     assert "Best trials, fold by fold" in html and "probability of backtest overfitting" in html
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        assert screenshot_bytes(out / "report.html", tmp_path) > 50_000
     # Run again: the study already holds 3 trials, so nothing new is evaluated.
     # Other folds are another search: refused, so two layouts never mix in one study.
     again = _optimize(tmp_path, out, "--trials", "3", "--seed", "7", "--folds", "3")
