@@ -118,11 +118,12 @@ def _optimize(tmp_path: Path, out: Path, *extra: str, timeout: float = 400,
 
 def test_a_local_search_writes_files_a_user_can_act_on_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = _optimize(tmp_path, out, "--trials", "3", "--seed", "7",
+    done = _optimize(tmp_path, out, "--trials", "3", "--seed", "7", "--jobs", "2",
                      "--holdout-from", "2023-03-01")
     assert done.returncode == 0, done.stderr[-3000:]
     finished = named(events(done.stdout), "optimize.trial_finished")
     assert sorted(e["number"] for e in finished) == [0, 1, 2]
+    assert {e["worker"] for e in finished} <= {0, 1}
     rows = list(csv.DictReader((out / "trials.csv").open(encoding="utf-8")))
     assert [r["state"] for r in rows] == ["complete"] * 3
     assert all(r["fold0_score"] and r["fold1_score"] for r in rows)
