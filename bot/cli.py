@@ -16,11 +16,10 @@ from pathlib import Path
 
 from bot import __version__
 from bot.config import ConfigError, Settings, load_settings, load_universe
-from bot.logs import configure_logging, get_logger, register_secrets, url_secrets
+from bot.logs import configure_logging, get_logger, register_secrets
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 LIVE_FLAG = "--i-understand-live-trading"
-OPTIMIZE_STORAGE_ENV = "SECTORBOT_OPTIMIZE_STORAGE"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,14 +59,16 @@ def _parser() -> argparse.ArgumentParser:
         "export-signals", help="write the provider figures the daemon saw as replay data"))
     export.add_argument("--out", type=Path, required=True,
                         help="the sector_metrics.csv to write (docs/data-format.md)")
-    _optimize_parser(with_config(sub.add_parser(
-        "optimize", help="search parameters on walk-forward folds of the backtest")))
+    from bot.optimize.cli import add_arguments as optimize_arguments
+
+    optimize_arguments(with_config(sub.add_parser(
+        "optimize", help="search parameters on walk-forward folds of the backtest")), _day)
     explain = with_config(sub.add_parser("explain", help="explain the last or a given decision"))
     explain.add_argument("decision_id", nargs="?", help="decision id (prefix); default: last")
     return p
 
 
-def _fail_config(lines: Sequence[str]) -> int:
+def fail_config(lines: Sequence[str]) -> int:
     for line in lines:
         print(f"config error: {line}", file=sys.stderr)
     return EXIT_CONFIG
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        return _fail_config(exc.lines)
+        return fail_config(exc.lines)
     register_secrets(settings.secret_values())
     if args.command == "check-config":
         print(json.dumps(settings.public_dict(), indent=2, sort_keys=True))
@@ -92,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backtest":
         return _backtest(settings, args)
     if args.command == "optimize":
-        return _optimize(settings, args)
+        from bot.optimize.cli import run_optimize
+
+        return run_optimize(settings, args)
     if args.command == "signals":
         return _signals(settings, args)
     if args.command == "export-signals":
@@ -102,9 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.mode == "live" and not args.live_ok:
-        return _fail_config([f"mode: live trading refused without {LIVE_FLAG}"])
+        return fail_config([f"mode: live trading refused without {LIVE_FLAG}"])
     if args.cycles is not None and args.cycles < 1:
-        return _fail_config(["--cycles: must be at least 1"])
+        return fail_config(["--cycles: must be at least 1"])
     configure_logging(settings.log.level, args.log_format or settings.log.format)
     log = get_logger()
     from bot.exchange.port import ExchangeError
@@ -114,9 +117,9 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         daemon = Daemon(settings, log)
     except ConfigError as exc:  # the universe file, read at start
-        return _fail_config(exc.lines)
+        return fail_config(exc.lines)
     except (StartupError, ReplayDataError) as exc:
-        return _fail_config([str(exc)])
+        return fail_config([str(exc)])
     except ExchangeError as exc:  # venue unreachable at start-up: say so, no traceback
         log.error("daemon.start_failed", error=str(exc), error_type=type(exc).__name__)
         print(f"start-up failed: {exc}", file=sys.stderr)
@@ -131,7 +134,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 def _signals(settings: Settings, args: argparse.Namespace) -> int:
     """The sector table the engine would decide on now; nothing written, nothing sent."""
     if args.as_of is not None and settings.mode != "paper":
-        return _fail_config(["--as-of: only in paper mode (a venue answers for now)"])
+        return fail_config(["--as-of: only in paper mode (a venue answers for now)"])
     configure_logging("warning", "json", stream=sys.stderr)
     from bot.domain.explain import render_signals
     from bot.exchange.port import ExchangeError
@@ -143,9 +146,9 @@ def _signals(settings: Settings, args: argparse.Namespace) -> int:
     try:
         table = current_table(settings, get_logger(), args.as_of)
     except ConfigError as exc:
-        return _fail_config(exc.lines)
+        return fail_config(exc.lines)
     except (StartupError, ReplayDataError, VenueStartupError) as exc:
-        return _fail_config([str(exc)])
+        return fail_config([str(exc)])
     except ExchangeError as exc:
         print(f"signals failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -167,9 +170,9 @@ def _day(text: str) -> date:
 def _backtest(settings: Settings, args: argparse.Namespace) -> int:
     """Run the paper daemon over history on a throwaway store, then write the report."""
     if args.start and args.end and args.start > args.end:
-        return _fail_config([f"--start {args.start} is after --end {args.end}"])
+        return fail_config([f"--start {args.start} is after --end {args.end}"])
     if (args.out / ".state").exists():
-        return _fail_config([f"--out: {args.out} holds an earlier backtest; choose an empty "
+        return fail_config([f"--out: {args.out} holds an earlier backtest; choose an empty "
                              "directory"])
     configure_logging("warning", settings.log.format)
     from bot.backtest.command import backtest
@@ -180,110 +183,9 @@ def _backtest(settings: Settings, args: argparse.Namespace) -> int:
         result = backtest(settings, args.out, get_logger(), data_dir=args.data_dir,
                           start=args.start, end=args.end, progress=tty_progress())
     except (ReplayDataError, ValueError) as exc:
-        return _fail_config([str(exc)])
+        return fail_config([str(exc)])
     print(summary_line(result.metrics))
     print(f"report: {args.out / 'report.html'}")
-    return EXIT_OK
-
-
-def _optimize_parser(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--space", type=Path, required=True,
-                    help="the search space file (TOML: [params] and [objective])")
-    sp.add_argument("--trials", type=int, required=True,
-                    help="finished trials the study should hold in total (a rerun resumes)")
-    sp.add_argument("--out", type=Path, required=True, help="directory for the results")
-    sp.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
-    sp.add_argument("--study", default="sectorbot", help="study name in the storage")
-    sp.add_argument("--storage", default=None,
-                    help="Optuna storage URL shared by every worker (a secret; "
-                         f"or set {OPTIMIZE_STORAGE_ENV}); default: a SQLite file in --out")
-    sp.add_argument("--folds", type=int, default=4, help="walk-forward folds")
-    sp.add_argument("--scheme", choices=("rolling", "anchored"), default="rolling",
-                    help="training windows: the days before each test (rolling) or all "
-                         "history from the start (anchored)")
-    sp.add_argument("--train-days", type=int, default=None,
-                    help="rolling training window length (default: one test window)")
-    sp.add_argument("--holdout-from", type=_day, default=None,
-                    help="keep the data from this day on out of the search (YYYY-MM-DD)")
-    sp.add_argument("--start", type=_day, default=None, help="first day the search may use")
-    sp.add_argument("--end", type=_day, default=None, help="last day the search may use")
-    sp.add_argument("--data-dir", type=Path, default=None, help="replay data directory")
-    sp.add_argument("--seed", type=int, default=None, help="sampler seed (per worker + index)")
-    sp.add_argument("--heartbeat", type=int, default=30,
-                    help="seconds between trial heartbeats; a trial silent for three is "
-                         "taken to be dead and run again")
-
-
-def _storage_url(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """The storage URL and, when it cannot work, why (never echoing the URL itself)."""
-    url = args.storage or os.environ.get(OPTIMIZE_STORAGE_ENV)
-    if not url:
-        return f"sqlite:///{(args.out / 'study.sqlite3').resolve()}", None
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme == "sqlite":
-        return url, None
-    if scheme in ("postgresql", "postgresql+psycopg"):
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            return None, ("--storage: PostgreSQL needs the driver: pip install "
-                          "'sectorbot[postgres]'")
-        return "postgresql+psycopg://" + url.split("://", 1)[1], None
-    return None, (f"--storage: unsupported scheme {scheme or '(none)'!r}; use "
-                  "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB")
-
-
-def _optimize(settings: Settings, args: argparse.Namespace) -> int:
-    """Walk-forward parameter search on the backtest; see bot/optimize/."""
-    from bot.optimize.folds import FoldError
-    from bot.optimize.space import load_space
-
-    problems = [msg for ok, msg in (
-        (args.trials >= 1, "--trials: must be at least 1"),
-        (args.jobs >= 1, "--jobs: must be at least 1"),
-        (args.heartbeat >= 1, "--heartbeat: must be at least 1 second"),
-        (not (args.start and args.end and args.start > args.end),
-         f"--start {args.start} is after --end {args.end}"),
-    ) if not ok]
-    url, bad_url = _storage_url(args)
-    if bad_url:
-        problems.append(bad_url)
-    if problems:
-        return _fail_config(problems)
-    assert url is not None
-    register_secrets(url_secrets(url))
-    try:
-        space = load_space(args.space, settings)
-    except ConfigError as exc:
-        return _fail_config(exc.lines)
-    configure_logging("info", settings.log.format)
-    from bot.optimize.command import OptimizeRequest, layout, optimize
-    from bot.optimize.study import StudyMismatch
-    from bot.sources.replay import ReplayDataError
-
-    request = OptimizeRequest(
-        settings=settings, space=space, trials=args.trials, out=args.out, storage_url=url,
-        config_file=args.config, study_name=args.study, jobs=args.jobs, folds=args.folds,
-        scheme=args.scheme, train_days=args.train_days, holdout_from=args.holdout_from,
-        start=args.start, end=args.end, data_dir=args.data_dir, seed=args.seed,
-        heartbeat_seconds=args.heartbeat, log_format=settings.log.format)
-    try:
-        layout(request)
-    except (FoldError, ReplayDataError) as exc:
-        return _fail_config([str(exc)])
-    try:
-        summary = optimize(request, get_logger())
-    except StudyMismatch as exc:
-        return _fail_config([str(exc)])
-    except RuntimeError as exc:
-        print(f"optimize failed: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    best = summary.get("best")
-    if best:
-        # stderr, as `run` does: stdout carries the JSON log lines only.
-        print(f"best trial {best['number']}: objective {best['objective']:.3f} "
-              f"{json.dumps(best['params'], sort_keys=True)}", file=sys.stderr)
-    print(f"report: {args.out / 'report.html'}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -334,7 +236,7 @@ def _export_signals(settings: Settings, out: Path) -> int:
     """The sector figures a daemon on a venue kept as first seen, in the replay format, so
     a later backtest replays the days with what the engine knew."""
     if out.exists():
-        return _fail_config([f"--out: {out} exists; choose a new file"])
+        return fail_config([f"--out: {out} exists; choose a new file"])
     store = _open_store(settings, read_only=True)
     if store is None:
         return EXIT_FAILURE

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from bot.optimize.study import (
     INVALID,
     QuietLog,
     StudyPlan,
+    finished_count,
     is_finished,
     open_study,
     run_workers,
@@ -34,7 +35,7 @@ class OptimizeRequest:
     space: SearchSpace
     trials: int
     out: Path
-    storage_url: str
+    storage_url: str = field(repr=False)
     config_file: Path | None = None
     study_name: str = "sectorbot"
     jobs: int = 1
@@ -67,21 +68,29 @@ def layout(request: OptimizeRequest) -> tuple[tuple[Fold, ...], tuple[date, date
     return walk_forward(first, last, request.folds, request.scheme, request.train_days), holdout
 
 
-def optimize(request: OptimizeRequest, log: Any) -> dict[str, Any]:
-    """Search, then write ``best.toml``, ``trials.csv``, ``summary.json`` and
-    ``report.html`` (and ``holdout/`` with a full backtest report) into ``request.out``."""
+def study_plan(request: OptimizeRequest) -> tuple[StudyPlan, tuple[date, date] | None]:
+    """The workers' plan and the holdout window (raises ``FoldError`` when they do not fit)."""
     folds, holdout = layout(request)
-    request.out.mkdir(parents=True, exist_ok=True)
     plan = StudyPlan(settings=request.settings, space=request.space, folds=folds,
                      trials=request.trials, storage_url=request.storage_url,
                      study_name=request.study_name, data_dir=request.data_dir,
                      seed=request.seed, heartbeat_seconds=request.heartbeat_seconds,
                      log_format=request.log_format)
+    return plan, holdout
+
+
+def optimize(request: OptimizeRequest, log: Any) -> dict[str, Any]:
+    """Search, then write ``best.toml``, ``trials.csv``, ``summary.json`` and
+    ``report.html`` (and ``holdout/`` with a full backtest report) into ``request.out``."""
+    plan, holdout = study_plan(request)
+    request.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    code = run_workers(plan, request.jobs)
+    code = run_workers(plan, request.jobs, log)
     search_seconds = time.monotonic() - started
     if code != 0:
-        raise RuntimeError("a trial failed; see the optimize.trial_failed log line")
+        raise RuntimeError(f"the study holds {finished_count(plan)} of {plan.trials} finished "
+                           "trials: a trial failed (see the optimize.trial_failed log line); "
+                           "the same command continues the study")
     return write_outputs(request, plan, holdout, search_seconds, log)
 
 
@@ -114,7 +123,7 @@ def write_outputs(request: OptimizeRequest, plan: StudyPlan,
         best = trials[0]
         values = trial_values(best, request.space)
         chosen = apply_values(request.settings, values)
-        outputs.best_toml(values, request.config_file, request.out)
+        outputs.best_toml(values, request.config_file, request.out, request.data_dir)
         summary["best"] = {"number": best.number, "objective": best.value,
                            "params": {k: list(v) if isinstance(v, tuple) else v
                                       for k, v in values.items()},
@@ -142,4 +151,4 @@ def write_outputs(request: OptimizeRequest, plan: StudyPlan,
     return summary
 
 
-__all__ = ["OptimizeRequest", "layout", "optimize", "write_outputs"]
+__all__ = ["OptimizeRequest", "layout", "optimize", "study_plan", "write_outputs"]

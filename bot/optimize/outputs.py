@@ -32,7 +32,7 @@ from bot.backtest.report import COLORS
 from bot.config import Settings
 from bot.optimize.overfit import backtest_overfitting, deflated_sharpe
 from bot.optimize.space import SearchSpace
-from bot.optimize.study import INVALID, SURPLUS, trial_values
+from bot.optimize.study import INVALID, is_surplus, trial_values
 
 TOP_TRIALS = 10
 
@@ -44,16 +44,28 @@ def valid_trials(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(done, key=lambda t: (-(t.value or 0.0), t.number))
 
 
-def best_toml(values: Mapping[str, Any], base_file: Path | None, out: Path) -> Path:
+#: Secret values a config file may hold inline (the config accepts them there): never copied.
+INLINE_SECRETS = (("state", "url"), ("exchange", "https_proxy"), ("exchange", "api_key"),
+                  ("exchange", "api_secret"), ("exchange", "password"),
+                  ("signals", "github_token"))
+
+
+def best_toml(values: Mapping[str, Any], base_file: Path | None, out: Path,
+              data_dir: Path | None = None) -> Path:
     """The chosen values as a config file: the base config (when one was given) with the
-    values set, paths made absolute so the file works from wherever it is kept."""
+    values set, paths made absolute so the file works from wherever it is kept, the data
+    searched on (``--data-dir``) named, and no secret copied (a secrets file stays a path)."""
     data: dict[str, Any] = {}
     if base_file is not None:
         import tomllib
 
         with base_file.open("rb") as fh:
             data = tomllib.load(fh)
-        base = base_file.resolve().parent
+        base = base_file.parent.absolute()  # as load_settings resolves them
+        for section, key in INLINE_SECRETS:
+            body = data.get(section)
+            if isinstance(body, dict):
+                body.pop(key, None)
         for section, key in (("replay", "data_dir"), ("state", "path"),
                              ("exchange", "ca_bundle")):
             body = data.get(section)
@@ -62,6 +74,8 @@ def best_toml(values: Mapping[str, Any], base_file: Path | None, out: Path) -> P
         for key in ("universe_file", "secrets_file"):
             if isinstance(data.get(key), str):
                 data[key] = str(base / data[key])
+    if data_dir is not None:
+        data.setdefault("replay", {})["data_dir"] = str(data_dir.absolute())
     for key, value in values.items():
         section, name = key.split(".", 1)
         data.setdefault(section, {})[name] = list(value) if isinstance(value, tuple) else value
@@ -74,7 +88,7 @@ def best_toml(values: Mapping[str, Any], base_file: Path | None, out: Path) -> P
 
 
 def write_trials_csv(study: optuna.Study, space: SearchSpace, out: Path) -> Path:
-    trials = [t for t in study.get_trials(deepcopy=False) if SURPLUS not in t.user_attrs]
+    trials = [t for t in study.get_trials(deepcopy=False) if not is_surplus(t)]
     folds = max((len(t.user_attrs.get("folds", [])) for t in trials), default=0)
     path = out / "trials.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:

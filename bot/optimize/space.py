@@ -96,9 +96,19 @@ def apply_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
         section, name = key.split(".", 1)
         data[section][name] = list(value) if isinstance(value, tuple) else value
     try:
-        return Settings(**data)
+        built = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc)) from None
+    # The environment beats these values (as it beats a config file): a trial that did not
+    # get what it asked for must not be recorded as if it had.
+    for key, value in values.items():
+        section, name = key.split(".", 1)
+        got = getattr(getattr(built, section), name)
+        if (list(got) if isinstance(got, tuple) else got) != (
+                list(value) if isinstance(value, tuple | list) else value):
+            raise ConfigError([f"{key}: {value!r} was asked for but {got!r} is set, most "
+                               "likely by a SECTORBOT__ environment variable; unset it"])
+    return built
 
 
 def _field_types() -> dict[str, Any]:
@@ -192,6 +202,23 @@ def _endpoints(param: Param) -> list[Any]:
     return [cast(param.low), cast(param.high)]
 
 
+def _flatten(raw: Any) -> Any:
+    """``strategy.x = {...}`` written without quotes is a nested TOML table; read it as the
+    key ``"strategy.x"`` it was meant to be."""
+    if not isinstance(raw, dict):
+        return raw
+    out: dict[str, Any] = {}
+    for key, body in raw.items():
+        nested = (isinstance(body, dict) and body
+                  and not set(body) & {"low", "high", "choices", "step", "log"}
+                  and all(isinstance(v, dict) for v in body.values()))
+        if nested:
+            out.update({f"{key}.{name}": inner for name, inner in body.items()})
+        else:
+            out[key] = body
+    return out
+
+
 def load_space(path: Path, base: Settings) -> SearchSpace:
     """Read and validate ``path`` against ``base``; raise :class:`ConfigError` listing every
     problem as ``space: <where>: <reason>``."""
@@ -205,7 +232,7 @@ def load_space(path: Path, base: Settings) -> SearchSpace:
     problems: list[str] = []
     for bad in sorted(set(data) - {"params", "objective"}):
         problems.append(f"{bad}: unknown section (expected [params] and [objective])")
-    raw = data.get("params")
+    raw = _flatten(data.get("params"))
     if not isinstance(raw, dict) or not raw:
         problems.append("params: at least one key to search is required")
         raw = {}

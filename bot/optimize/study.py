@@ -91,10 +91,24 @@ class StudyPlan:
             "folds": [[str(f.train_start), str(f.test_start), str(f.test_end)]
                       for f in self.folds],
             "data": _data_digest(data_dir),
-            "base_config": hashlib.sha256(json.dumps(
-                self.settings.public_dict(), sort_keys=True, default=str).encode()
-            ).hexdigest()[:16],
+            "base_config": _digest(json.dumps(self._what_trials_read(), sort_keys=True,
+                                              default=str).encode()),
         }
+
+    def _what_trials_read(self) -> dict[str, Any]:
+        """The settings a trial's result depends on (not logging, state paths, venues), and
+        the universe file's text."""
+        from bot.config import bundled_universe_file
+
+        data = self.settings.model_dump(mode="json")
+        universe = self.settings.universe_file or bundled_universe_file()
+        return {"strategy": data["strategy"], "risk": data["risk"], "paper": data["paper"],
+                "replay": {k: data["replay"][k] for k in ("warmup_days", "step_days")},
+                "universe": _digest(Path(universe).read_bytes())}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _data_digest(data_dir: Path | None) -> str:
@@ -115,22 +129,43 @@ def _storage(plan: StudyPlan, engine_kwargs: dict[str, Any]) -> RDBStorage:
     """Optuna's storage, its tables created on first use. Workers started together on an
     empty database race to create them and all but one fail on a duplicate; by the retry the
     tables exist and the others just use them."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return RDBStorage(
         plan.storage_url, engine_kwargs=engine_kwargs,
         heartbeat_interval=plan.heartbeat_seconds, grace_period=3 * plan.heartbeat_seconds,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
 
 
+def _worker_seed(plan: StudyPlan, worker: int) -> int:
+    existing = 0
+    try:
+        summaries = optuna.get_all_study_summaries(storage=_storage(plan, _engine_kwargs(plan)))
+        existing = next((s.n_trials for s in summaries if s.study_name == plan.study_name), 0)
+    except KeyError:
+        existing = 0
+    material = f"{plan.seed}:{socket.gethostname()}:{worker}:{existing}".encode()
+    return int.from_bytes(hashlib.sha256(material).digest()[:4], "big")
+
+
+def _engine_kwargs(plan: StudyPlan) -> dict[str, Any]:
+    if plan.storage_url.startswith("sqlite"):
+        # Local workers share one file: wait for its lock instead of failing.
+        return {"connect_args": {"timeout": 60}}
+    # A pooled connection the server dropped would stop the heartbeat thread (it does not
+    # retry), and the trial would be taken for dead while it runs.
+    return {"pool_pre_ping": True}
+
+
 def open_study(plan: StudyPlan, worker: int = 0) -> optuna.Study:
     """Create the study or join it; refuse a study made for another search."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    kwargs: dict[str, Any] = {}
-    if plan.storage_url.startswith("sqlite"):
-        # Local workers share one file: wait for its lock instead of failing.
-        kwargs = {"connect_args": {"timeout": 60}}
-    storage = _storage(plan, kwargs)
-    seed = None if plan.seed is None else plan.seed + worker
+    storage = _storage(plan, _engine_kwargs(plan))
+    # TPE's first trials are random draws from the seed alone: the same seed on two machines
+    # (or on a rerun) would propose the same parameters again. Host, local worker and the
+    # trials already in the study make each worker's stream its own, still reproducible for
+    # one fresh run on one machine.
+    seed = None if plan.seed is None else _worker_seed(plan, worker)
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True,
                                          n_startup_trials=min(10, max(2, plan.trials // 4)))
     study = optuna.create_study(study_name=plan.study_name, storage=storage,
@@ -139,9 +174,12 @@ def open_study(plan: StudyPlan, worker: int = 0) -> optuna.Study:
     stored = study.user_attrs.get("plan")
     if stored is None:
         study.set_user_attr("plan", wanted)
-        study.set_user_attr("trials", plan.trials)
-    elif stored != wanted:
-        differs = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        # Two different commands creating the study at once: the last write wins and the
+        # other is refused here, rather than both running on one study.
+        stored = optuna.load_study(study_name=plan.study_name,
+                                   storage=storage).user_attrs.get("plan")
+    if stored != wanted:
+        differs = sorted(k for k in wanted if (stored or {}).get(k) != wanted[k])
         raise StudyMismatch(f"--study {plan.study_name}: this study was created with other "
                             f"{', '.join(differs)}; use another --study name or the same "
                             "command")
@@ -181,6 +219,12 @@ def trial_values(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:
     return out
 
 
+def is_surplus(t: FrozenTrial) -> bool:
+    """Asked for when the study was full: never evaluated. (A queued copy of a killed trial
+    inherits its attributes, so only a pruned trial with the mark is a surplus.)"""
+    return t.state is TrialState.PRUNED and bool(t.user_attrs.get(SURPLUS))
+
+
 def holds_place(t: FrozenTrial) -> bool:
     """Finished (counted towards N), running or queued; not a surplus or a failure."""
     if t.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE):
@@ -198,13 +242,20 @@ def _fold_record(r: FoldResult) -> dict[str, Any]:
             "train": asdict(r.train)}
 
 
-def make_objective(plan: StudyPlan, log: Any) -> Callable[[Trial], float]:
+def make_objective(plan: StudyPlan, log: Any,
+                   current: dict[str, int] | None = None) -> Callable[[Trial], float]:
+    """The trial function; ``current`` (if given) is told the number of the trial running."""
+
     def objective(trial: Trial) -> float:
+        if current is not None:
+            current["number"] = trial.number
         trials = trial.study.get_trials(deepcopy=False)
         ahead = sum(1 for t in trials if t.number < trial.number and holds_place(t))
         if ahead >= plan.trials:
             trial.set_user_attr(SURPLUS, True)
             raise optuna.TrialPruned(f"the study already has {plan.trials} trials")
+        if trial.user_attrs.get(SURPLUS):
+            trial.set_user_attr(SURPLUS, False)  # a copy inherited the mark; this one runs
         values = suggest(trial, plan.space)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
@@ -247,7 +298,8 @@ def run_worker(plan: StudyPlan, worker: int = 0, poll_seconds: float = 1.0) -> i
     register_secrets([*plan.settings.secret_values(), *url_secrets(plan.storage_url)])
     log = get_logger(worker=worker)
     study = open_study(plan, worker)
-    objective = make_objective(plan, log)
+    current: dict[str, int] = {}
+    objective = make_objective(plan, log, current)
     tty = sys.stderr.isatty() and worker == 0
     while True:
         optuna.storages.fail_stale_trials(study)  # a killed worker's trial: failed, requeued
@@ -259,10 +311,19 @@ def run_worker(plan: StudyPlan, worker: int = 0, poll_seconds: float = 1.0) -> i
         if waiting == 0 and sum(1 for t in trials if holds_place(t)) >= plan.trials:
             time.sleep(poll_seconds)  # the rest are running elsewhere (or about to go stale)
             continue
+        current.clear()
         try:
             study.optimize(objective, n_trials=1, catch=())
         except Exception as exc:
-            log.error("optimize.trial_failed", error=str(exc), error_type=type(exc).__name__)
+            number = current.get("number")
+            if number is not None and _taken_over(study, number):
+                # Our heartbeat went quiet (a dropped connection, a suspended machine) and
+                # another worker failed the trial and queued its copy: theirs counts.
+                log.warning("optimize.trial_taken_over", number=number,
+                            error_type=type(exc).__name__)
+                continue
+            log.error("optimize.trial_failed", number=number, error=str(exc),
+                      error_type=type(exc).__name__)
             return 1
         if tty:
             sys.stderr.write(progress_line(study, plan.trials))
@@ -273,7 +334,17 @@ def run_worker(plan: StudyPlan, worker: int = 0, poll_seconds: float = 1.0) -> i
     return 0
 
 
-def run_workers(plan: StudyPlan, jobs: int) -> int:
+def _taken_over(study: optuna.Study, number: int) -> bool:
+    return any(t.system_attrs.get("failed_trial") == number
+               or number in (t.system_attrs.get("retry_history") or [])
+               for t in study.get_trials(deepcopy=False))
+
+
+def finished_count(plan: StudyPlan) -> int:
+    return sum(1 for t in open_study(plan).get_trials(deepcopy=False) if is_finished(t))
+
+
+def run_workers(plan: StudyPlan, jobs: int, log: Any = None) -> int:
     """``jobs`` local workers: this process and ``jobs - 1`` new ones on the same storage."""
     if jobs <= 1:
         return run_worker(plan)
@@ -286,15 +357,23 @@ def run_workers(plan: StudyPlan, jobs: int) -> int:
     for p in procs:
         p.start()
     code = run_worker(plan, 0)
-    for p in procs:
+    for i, p in enumerate(procs, start=1):
         p.join()
-        code = code or (p.exitcode or 0)
-    return code
+        if p.exitcode and log is not None:
+            log.warning("optimize.worker_exited", worker=i, exit_code=p.exitcode)
+    # Judged by the study, not by exit codes: a worker killed on the way (its trial retried
+    # by the others) loses nothing when the study still holds its N trials.
+    return 0 if finished_count(plan) >= plan.trials else (code or 1)
 
 
 def _worker_entry(plan: StudyPlan, worker: int) -> None:
-    raise SystemExit(run_worker(plan, worker))
+    try:
+        code = run_worker(plan, worker)
+    except KeyboardInterrupt:
+        code = 130  # the parent says so once; the trial in flight is failed, not lost
+    raise SystemExit(code)
 
 
-__all__ = ["INVALID", "SURPLUS", "StudyMismatch", "StudyPlan", "holds_place", "is_finished",
-           "open_study", "run_worker", "run_workers", "suggest", "trial_values"]
+__all__ = ["INVALID", "SURPLUS", "StudyMismatch", "StudyPlan", "finished_count", "holds_place",
+           "is_finished", "is_surplus", "open_study", "run_worker", "run_workers", "suggest",
+           "trial_values"]

@@ -224,6 +224,9 @@ class ReplayData:
         metrics = read_metrics(metrics_file) if metrics_file.exists() else {}
         metrics = {s: {m: [pt for pt in pts if visible(pt[0])] for m, pts in ms.items()}
                    for s, ms in metrics.items()}
+        if until is not None and not any(h.times for h in prices.values()):
+            raise ReplayDataError(root, None, f"no candles on or before {until} (replay.end "
+                                  "is before the data starts)")
         return cls(root, prices, funding, metrics)
 
     @property
