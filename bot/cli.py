@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
 
     optimize_arguments(with_config(sub.add_parser(
         "optimize", help="search parameters on walk-forward folds of the backtest")), _day)
+    evidence = with_config(sub.add_parser(
+        "evidence", help="measure each signal's predictive power on the replay data"))
+    evidence.add_argument("--out", type=Path, required=True,
+                          help="directory for evidence.json and ic_daily.csv")
+    evidence.add_argument("--data-dir", type=Path, default=None, help="replay data directory")
+    evidence.add_argument("--start", type=_day, default=None, help="first day (YYYY-MM-DD)")
+    evidence.add_argument("--end", type=_day, default=None, help="last day (YYYY-MM-DD)")
     explain = with_config(sub.add_parser("explain", help="explain the last or a given decision"))
     explain.add_argument("decision_id", nargs="?", help="decision id (prefix); default: last")
     return p
@@ -96,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.optimize.cli import run_optimize
 
         return run_optimize(settings, args)
+    if args.command == "evidence":
+        return _evidence(settings, args)
     if args.command == "signals":
         return _signals(settings, args)
     if args.command == "export-signals":
@@ -157,6 +166,23 @@ def _signals(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(render_signals(table.as_of, table.report.scores, table.ages, table.stale,
                              table.source), end="")
+    return EXIT_OK
+
+
+def _evidence(settings: Settings, args: argparse.Namespace) -> int:
+    """The signal-evidence report (docs/signals.md); reads the replay data, writes ``--out``."""
+    configure_logging("warning", "json", stream=sys.stderr)
+    from bot.research.command import render, run_evidence
+    from bot.sources.replay import ReplayDataError
+
+    try:
+        summary = run_evidence(settings, args.out, get_logger(), data_dir=args.data_dir,
+                               start=args.start, end=args.end)
+    except ConfigError as exc:
+        return fail_config(exc.lines)
+    except (ReplayDataError, ValueError) as exc:
+        return fail_config([str(exc)])
+    print(render(summary), end="")
     return EXIT_OK
 
 

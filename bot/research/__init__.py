@@ -1,0 +1,1 @@
+"""Research on the replay data: what the signals are worth, measured before they get weight."""
