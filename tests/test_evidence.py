@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -106,3 +106,20 @@ def test_the_command_writes_the_report_and_refuses_a_short_range(tmp_path: Path)
     short = run_cli(["evidence", "--out", str(out), "--start", "2023-01-01", "--end",
                      "2023-01-20"], tmp_path / "s.sqlite3", cwd=tmp_path)
     assert short.returncode == 2 and "no day with 28 days of future" in short.stderr
+
+
+def test_the_extended_set_prices_four_or_more_tokens_in_every_sector_but_lending() -> None:
+    """What docs/signals.md claims of bot/data/extended, checked on the shipped files."""
+    from bot.data import bundled_sample_dir
+
+    root = bundled_sample_dir().parent / "extended"
+    data = ReplayData.load(root)
+    marks = data.marks(datetime(2024, 7, 1, tzinfo=UTC))
+    provenance = (root / "PROVENANCE.md").read_text(encoding="utf-8")
+    for sector in load_universe(None).sectors:
+        priced = [t.symbol for t in sector.tokens if t.symbol in marks]
+        assert len(priced) >= (2 if sector.name == "LENDING" else 4), (sector.name, priced)
+        for token in priced:
+            perp = f"| {token} |" in provenance
+            spot = (bundled_sample_dir() / "ohlcv" / f"{token}.csv").exists()
+            assert perp != spot, token  # each token priced by exactly one named source

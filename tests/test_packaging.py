@@ -25,6 +25,7 @@ def test_wheel_contains_sample_data_and_defaults(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("bot/data/sample/ohlcv/BTC.csv", "bot/data/sample/PROVENANCE.md",
                      "bot/data/sample/sector_metrics.csv", "bot/defaults/sectors.toml",
+                     "bot/data/extended/PROVENANCE.md", "bot/data/extended/ohlcv/OP.csv",
                      "bot/py.typed", "bot/store/migrations/env.py",
                      "bot/store/migrations/versions/v0001_baseline.py"):
         assert required in names, required

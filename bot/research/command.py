@@ -54,8 +54,8 @@ def to_json(report: EvidenceReport, settings: Settings) -> dict[str, Any]:
         "period": f"{report.first} .. {report.last}",
         "sectors": report.sectors,
         "rule": (f"weight only with a positive mean IC and t >= {T_STAT_NEEDED:g} at "
-                 f"{DECISION_HORIZON} days (t on non-overlapping days; fewer than "
-                 f"{MIN_INDEPENDENT} of them give t = 0)"),
+                 f"{DECISION_HORIZON} days (t counts days / horizon independent observations; "
+                 f"fewer than {MIN_INDEPENDENT} give t = 0)"),
         "configured_weights": settings.strategy.component_weights(),
         "suggested_weights": suggested_weights(report, settings.strategy),
         "components": {
@@ -72,7 +72,7 @@ def render(summary: dict[str, Any]) -> str:
     """The table a user reads: each component's mean IC (t) per horizon, then the weights."""
     horizons = [str(h) for h in HORIZONS]
     lines = [f"signal evidence {summary['period']} ({summary['sectors']} sectors): mean rank "
-             "IC with the next N days' sector return (t on non-overlapping days)",
+             "IC with the next N days' sector return (t on days / N independent observations)",
              f"{'component':14s}" + "".join(f"{h + 'd':>18s}" for h in horizons)
              + f"{'weight now':>12s}{'suggested':>11s}"]
     configured = summary["configured_weights"]

@@ -8,9 +8,9 @@ over the following 7, 14 and 28 days. The comparison is the Spearman rank correl
 sectors (the information coefficient, IC) of that day.
 
 Over the period, a component's evidence is its mean IC, how often it was positive, and a
-t-statistic computed on non-overlapping days only (one day in every ``horizon``): daily
-samples of a 28-day forward return share 27 of their days with the next sample, and counting
-them as independent would inflate t by about sqrt(28). ICs by calendar year show whether an
+t-statistic that counts only ``days / horizon`` independent observations: daily samples of a
+28-day forward return share 27 of their days with the next sample, and counting them as
+independent would inflate t by about sqrt(28). ICs by calendar year show whether an
 edge is stable or one good year. The decay (IC against the horizon) shows how long a signal
 lasts.
 
@@ -53,7 +53,7 @@ class Evidence:
     hit_rate: float
     """Share of days with a positive IC."""
     t_stat: float
-    """On non-overlapping days (every ``horizon``-th)."""
+    """Mean IC over its standard error with ``days / horizon`` independent observations."""
     independent_days: int
     by_year: Mapping[int, float] = field(default_factory=dict)
 
@@ -125,13 +125,15 @@ MIN_INDEPENDENT = 10
 """Fewer non-overlapping days than this give no t-statistic (reported as 0)."""
 
 
-def _t_stat(values: Sequence[float]) -> float:
-    if len(values) < MIN_INDEPENDENT:
+def _t_stat(values: Sequence[float], horizon: int) -> float:
+    """Mean over its standard error, with ``days / horizon`` independent observations."""
+    independent = len(values) // horizon
+    if independent < MIN_INDEPENDENT:
         return 0.0
     sd = statistics.stdev(values)
     if sd == 0:
         return 0.0
-    return statistics.fmean(values) / sd * math.sqrt(len(values))
+    return statistics.fmean(values) / sd * math.sqrt(independent)
 
 
 def daily_ics(data: ReplayData, universe: Universe, params: StrategyParams,
@@ -174,13 +176,12 @@ def summarise(daily: Mapping[tuple[str, int], Sequence[tuple[date, float]]]
         values = [ic for _, ic in series]
         if not values:
             continue
-        independent = [ic for i, (_, ic) in enumerate(series) if i % h == 0]
         years: dict[int, list[float]] = defaultdict(list)
         for day, ic in series:
             years[day.year].append(ic)
         out.append(Evidence(name, h, len(values), statistics.fmean(values),
                             sum(1 for v in values if v > 0) / len(values),
-                            _t_stat(independent), len(independent),
+                            _t_stat(values, h), len(values) // h,
                             {y: statistics.fmean(v) for y, v in sorted(years.items())}))
     return tuple(out)
 
