@@ -41,7 +41,13 @@ from bot.domain.models import (
     SectorScore,
     Universe,
 )
-from bot.domain.overlay import cash_reserve_for, mirror_positions, overlay_matches, plan_overlay
+from bot.domain.overlay import (
+    cash_reserve_for,
+    defensive_legs,
+    mirror_positions,
+    overlay_matches,
+    plan_overlay,
+)
 from bot.domain.params import StrategyParams
 from bot.domain.rotation import Phase, advance_rotation
 from bot.domain.signals import SignalReport, regime_of, score_sectors
@@ -126,8 +132,12 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
     if outcome.phase is Phase.ACTIVE and outcome.state is not None:
         legs, why = plan_overlay(outcome.state, universe, report, regime, portfolio, params)
         reasons += why
-    elif any(p.amount != 0 for p in portfolio.perps.values()):
-        reasons.append("overlay: close all legs (no rotation under way)")
+    # The defensive posture does not wait for a rotation: a bear market is taken on the core.
+    defensive, why = defensive_legs(universe, report, regime, portfolio, params)
+    reasons += why
+    legs = tuple(sorted((*legs, *defensive), key=lambda leg: (leg.side.value, leg.token)))
+    if not legs and any(p.amount != 0 for p in portfolio.perps.values()):
+        reasons.append("overlay: close all legs (no rotation under way, no defensive hedge)")
     reserve = cash_reserve_for(legs, params)
     target = strategic_target(universe, report, regime, book, outcome.state, outcome.phase,
                               params, invest=investable(portfolio, reserve), frozen=frozen)

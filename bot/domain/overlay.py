@@ -132,6 +132,40 @@ def _long_legs(state: RotationState, universe: Universe, report: SignalReport, r
             for t in chosen]
 
 
+def defensive_legs(universe: Universe, report: SignalReport, regime: Regime,
+                   portfolio: Portfolio, params: StrategyParams,
+                   ) -> tuple[tuple[OverlayLeg, ...], tuple[str, ...]]:
+    """Shorts on the core's perps in a bear or unknown regime (``defensive_hedge_fraction``
+    of the core spot held in each token), whether or not a rotation is under way.
+
+    Sized on what is held, not on a target: a core not bought yet is not hedged, and the
+    short can never exceed the spot it offsets.
+    """
+    fraction = params.defensive_hedge_fraction
+    equity = portfolio.equity()
+    if fraction <= 0 or regime is Regime.BULL or equity <= 0:
+        return (), ()
+    leverage = min(params.hedge_leverage, params.max_leverage)
+    legs: list[OverlayLeg] = []
+    for token in universe.core:
+        if not (token.perp and report.is_ready(token.symbol)):
+            continue
+        held = float(portfolio.spot_value(token.symbol) / equity)
+        if held <= 0:
+            continue
+        legs.append(OverlayLeg(token.symbol, PositionSide.SHORT, held * fraction, leverage,
+                               *stop_distance(token.symbol, PositionSide.SHORT, leverage,
+                                              report, params,
+                                              f"defensive hedge: regime {regime.value}")))
+    if not legs:
+        return (), (f"no defensive hedge: no core spot held with a ready perp (regime "
+                    f"{regime.value})",)
+    total = sum(leg.equity_fraction for leg in legs)
+    return tuple(legs), (f"defensive: regime {regime.value}, short "
+                         f"{', '.join(leg.token for leg in legs)} {total:.1%} of equity "
+                         f"({fraction:.0%} of the core spot held) at {leverage:g}x",)
+
+
 def stop_distance(token: str, side: PositionSide, leverage: float, report: SignalReport,
                   params: StrategyParams, reason: str) -> tuple[float, str]:
     """The leg's stop distance and its reason, saying how the distance was chosen.

@@ -193,6 +193,12 @@ class StrategyParams:
     adverse marks before a stop fires."""
     overlay_drift_ratio: float = 0.25
     """An existing leg within this relative distance of its target size is left alone."""
+    defensive_hedge_fraction: float = 0.0
+    """The playbook's defensive posture: in a bear or unknown regime, short each core token's
+    perp for this share of the core spot held in it (0.5 halves the core's net exposure),
+    at ``hedge_leverage`` with a stop like every leg; taken off when the regime turns bull.
+    Never more than the spot held, so it hedges and is never a naked short. 0 (the default)
+    turns it off: on the bundled data it has not been shown to pay (docs/strategy.md)."""
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -320,6 +326,8 @@ def _problems(p: StrategyParams) -> list[str]:
          f"[{p.stop_atr_floor}, {p.stop_atr_ceiling}] must satisfy 0 < floor <= ceiling < 1")
     need(p.margin_buffer >= 0, "margin_buffer", "must not be negative")
     need(p.overlay_drift_ratio >= 0, "overlay_drift_ratio", "must not be negative")
+    need(0 <= p.defensive_hedge_fraction <= 1, "defensive_hedge_fraction",
+         "must be inside [0, 1]: a share of the core spot held, never more")
     if p.hedge_leverage > 0 and p.long_leverage > 0:
         reserve = (p.hedge_equity_fraction / p.hedge_leverage
                    + p.long_equity_fraction / p.long_leverage) * (1 + p.margin_buffer)
