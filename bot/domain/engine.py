@@ -42,6 +42,7 @@ from bot.domain.models import (
     Universe,
 )
 from bot.domain.overlay import (
+    cap_defensive,
     cash_reserve_for,
     defensive_legs,
     mirror_positions,
@@ -50,7 +51,7 @@ from bot.domain.overlay import (
 )
 from bot.domain.params import StrategyParams
 from bot.domain.rotation import Phase, advance_rotation
-from bot.domain.signals import SignalReport, regime_of, score_sectors
+from bot.domain.signals import SignalReport, benchmark_trend, regime_of, score_sectors
 
 HOLD = "hold"
 REBALANCE = "rebalance"
@@ -133,17 +134,25 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
         legs, why = plan_overlay(outcome.state, universe, report, regime, portfolio, params)
         reasons += why
     # The defensive posture does not wait for a rotation: a bear market is taken on the core.
-    defensive, why = defensive_legs(universe, report, regime, portfolio, params)
+    defensive, why = defensive_legs(universe, report, regime, benchmark_trend(view, params),
+                                    portfolio, params)
     reasons += why
-    legs = tuple(sorted((*legs, *defensive), key=lambda leg: (leg.side.value, leg.token)))
-    if not legs and any(p.amount != 0 for p in portfolio.perps.values()):
-        reasons.append("overlay: close all legs (no rotation under way, no defensive hedge)")
-    reserve = cash_reserve_for(legs, params)
+    if (outcome.phase is not Phase.ACTIVE and not legs and not defensive
+            and any(p.amount != 0 for p in portfolio.perps.values())):
+        reasons.append("overlay: close all legs (no rotation under way)")
+    reserve = cash_reserve_for((*legs, *defensive), params)
     target = strategic_target(universe, report, regime, book, outcome.state, outcome.phase,
                               params, invest=investable(portfolio, reserve), frozen=frozen)
     reasons += target.reasons
     if not target.weights:
         return hold("hold: no eligible token to allocate to", outcome.state)
+    # Capped at the lower of the spot held and the spot targeted: a slow move ends between
+    # the two, so the short never exceeds the spot the plan leaves.
+    defensive = cap_defensive(defensive, params.defensive_hedge_fraction,
+                              {leg.token: min(book.get(leg.token, 0.0),
+                                              target.weights.get(leg.token, 0.0))
+                               for leg in defensive})
+    legs = tuple(sorted((*legs, *defensive), key=lambda leg: (leg.side.value, leg.token)))
 
     deviation, worst = largest_deviation(book, target.weights, universe)
     cash_target = max(0.0, 1.0 - sum(target.weights.values()))

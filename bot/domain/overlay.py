@@ -133,37 +133,71 @@ def _long_legs(state: RotationState, universe: Universe, report: SignalReport, r
 
 
 def defensive_legs(universe: Universe, report: SignalReport, regime: Regime,
-                   portfolio: Portfolio, params: StrategyParams,
-                   ) -> tuple[tuple[OverlayLeg, ...], tuple[str, ...]]:
-    """Shorts on the core's perps in a bear or unknown regime (``defensive_hedge_fraction``
-    of the core spot held in each token), whether or not a rotation is under way.
+                   trend: tuple[float, float] | None, portfolio: Portfolio,
+                   params: StrategyParams) -> tuple[tuple[OverlayLeg, ...], tuple[str, ...]]:
+    """Shorts on the core's perps in a bear regime, whether or not a rotation is under way.
 
-    Sized on what is held, not on a target: a core not bought yet is not hedged, and the
-    short can never exceed the spot it offsets.
+    ``trend`` is the benchmark's (last close, average). A short opens or grows only in a bear
+    regime with the benchmark ``defensive_entry_band`` below its average and the token's data
+    ready; otherwise a running short is kept (never grown: missing data adds no risk) until
+    the regime turns bull. Sized on the core spot held: the engine then caps each leg at the
+    spot the decision leaves (:func:`cap_defensive`), so the short never exceeds it.
     """
     fraction = params.defensive_hedge_fraction
     equity = portfolio.equity()
     if fraction <= 0 or regime is Regime.BULL or equity <= 0:
         return (), ()
+    deep = (regime is Regime.BEAR and trend is not None and trend[1] > 0
+            and trend[0] <= trend[1] * (1 - params.defensive_entry_band))
     leverage = min(params.hedge_leverage, params.max_leverage)
+    running = {leg.token: leg for leg in mirror_positions(portfolio, params)
+               if leg.side is PositionSide.SHORT}
     legs: list[OverlayLeg] = []
     for token in universe.core:
-        if not (token.perp and report.is_ready(token.symbol)):
+        if not token.perp:
             continue
         held = float(portfolio.spot_value(token.symbol) / equity)
-        if held <= 0:
-            continue
-        legs.append(OverlayLeg(token.symbol, PositionSide.SHORT, held * fraction, leverage,
-                               *stop_distance(token.symbol, PositionSide.SHORT, leverage,
-                                              report, params,
-                                              f"defensive hedge: regime {regime.value}")))
+        wanted = held * fraction
+        reading = report.funding.get(token.symbol)
+        shorts_pay = reading is not None and reading.apr < -params.funding_crowded_apr
+        if shorts_pay and token.symbol not in running:
+            continue  # shorts pay a crowded rate: the funding exit would close it at once
+        if deep and report.is_ready(token.symbol) and wanted > 0:
+            legs.append(OverlayLeg(token.symbol, PositionSide.SHORT, wanted, leverage,
+                                   *stop_distance(token.symbol, PositionSide.SHORT, leverage,
+                                                  report, params,
+                                                  f"defensive hedge: regime {regime.value}")))
+        elif token.symbol in running:
+            kept = running[token.symbol]
+            legs.append(OverlayLeg(token.symbol, PositionSide.SHORT,
+                                   min(kept.equity_fraction, wanted), kept.leverage,
+                                   kept.stop_distance, "defensive hedge kept: not adding"))
+    legs = [leg for leg in legs if leg.equity_fraction > 0]
     if not legs:
-        return (), (f"no defensive hedge: no core spot held with a ready perp (regime "
-                    f"{regime.value})",)
+        return (), ((f"no defensive hedge: regime {regime.value}, benchmark not "
+                     f"{params.defensive_entry_band:.0%} under its average"
+                     if not deep else "no defensive hedge: no core spot held with a ready "
+                     "perp"),)
     total = sum(leg.equity_fraction for leg in legs)
     return tuple(legs), (f"defensive: regime {regime.value}, short "
                          f"{', '.join(leg.token for leg in legs)} {total:.1%} of equity "
-                         f"({fraction:.0%} of the core spot held) at {leverage:g}x",)
+                         f"(up to {fraction:.0%} of the core spot held) at {leverage:g}x",)
+
+
+def cap_defensive(legs: tuple[OverlayLeg, ...], fraction: float,
+                  spot_after: dict[str, float]) -> tuple[OverlayLeg, ...]:
+    """Each defensive leg at most ``fraction`` of the spot share its token keeps after the
+    decision: the hedge's own margin reserve makes the plan sell core spot, and a short
+    sized on the spot held before would then exceed what is left."""
+    out = []
+    for leg in legs:
+        cap = fraction * spot_after.get(leg.token, 0.0)
+        if leg.equity_fraction > cap:
+            leg = OverlayLeg(leg.token, leg.side, cap, leg.leverage, leg.stop_distance,
+                             leg.reason)
+        if leg.equity_fraction > 0:
+            out.append(leg)
+    return tuple(out)
 
 
 def stop_distance(token: str, side: PositionSide, leverage: float, report: SignalReport,

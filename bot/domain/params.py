@@ -194,11 +194,16 @@ class StrategyParams:
     overlay_drift_ratio: float = 0.25
     """An existing leg within this relative distance of its target size is left alone."""
     defensive_hedge_fraction: float = 0.0
-    """The playbook's defensive posture: in a bear or unknown regime, short each core token's
-    perp for this share of the core spot held in it (0.5 halves the core's net exposure),
-    at ``hedge_leverage`` with a stop like every leg; taken off when the regime turns bull.
-    Never more than the spot held, so it hedges and is never a naked short. 0 (the default)
+    """The playbook's defensive posture: in a bear regime, short each core token's perp for
+    this share of the core spot it holds after the decision (0.5 halves the core's net
+    exposure), at ``hedge_leverage`` with a stop like every leg; taken off when the regime
+    turns bull. Never more than that spot, so it hedges and is never a naked short. An
+    unknown regime (missing data) keeps running hedges but opens none. 0 (the default)
     turns it off: on the bundled data it has not been shown to pay (docs/strategy.md)."""
+    defensive_entry_band: float = 0.03
+    """A defensive hedge opens or grows only once the benchmark is this far below its
+    average (3 %): around the average the regime flips back and forth for days, and each
+    flip would open and close a quarter of equity in shorts."""
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -328,9 +333,13 @@ def _problems(p: StrategyParams) -> list[str]:
     need(p.overlay_drift_ratio >= 0, "overlay_drift_ratio", "must not be negative")
     need(0 <= p.defensive_hedge_fraction <= 1, "defensive_hedge_fraction",
          "must be inside [0, 1]: a share of the core spot held, never more")
+    need(0 <= p.defensive_entry_band < 1, "defensive_entry_band", "must be inside [0, 1)")
     if p.hedge_leverage > 0 and p.long_leverage > 0:
+        # The worst case: every leg at once, the defensive hedge on a core at its maximum.
         reserve = (p.hedge_equity_fraction / p.hedge_leverage
-                   + p.long_equity_fraction / p.long_leverage) * (1 + p.margin_buffer)
+                   + p.long_equity_fraction / p.long_leverage
+                   + p.core_max * p.defensive_hedge_fraction / p.hedge_leverage
+                   ) * (1 + p.margin_buffer)
         need(reserve < 0.5, "long_equity_fraction",
              f"the overlay would hold {reserve:.1%} of equity as margin; keep it under 50 %")
     return out

@@ -283,18 +283,31 @@ def composite(components: Mapping[str, float | None],
     return sum(w * v for w, v in used) / available, available / total
 
 
+def benchmark_trend(view: MarketView, params: StrategyParams) -> tuple[float, float] | None:
+    """The benchmark's last close and its N-day average, or None without fresh prices or the
+    full window of closes."""
+    bench = params.benchmark_token
+    series = view.closes.get(bench)
+    if view.prices_stale or f"prices:{bench}" in view.stale or series is None:
+        return None
+    closes = [c for c in series.tail(params.regime_sma_days, view.anchor) if c > 0]
+    if len(closes) < params.regime_sma_days:
+        return None
+    return closes[-1], sum(closes) / len(closes)
+
+
 def regime_of(view: MarketView, params: StrategyParams) -> tuple[Regime, str]:
     """Bull when the benchmark closes above its N-day average; UNKNOWN without the history."""
     bench = params.benchmark_token
     series = view.closes.get(bench)
     if view.prices_stale or f"prices:{bench}" in view.stale or series is None:
         return Regime.UNKNOWN, f"regime unknown: no fresh {bench} prices (treated as bear)"
-    closes = [c for c in series.tail(params.regime_sma_days, view.anchor) if c > 0]
-    if len(closes) < params.regime_sma_days:
-        return Regime.UNKNOWN, (f"regime unknown: {len(closes)} {bench} closes < "
+    trend = benchmark_trend(view, params)
+    if trend is None:
+        count = len([c for c in series.tail(params.regime_sma_days, view.anchor) if c > 0])
+        return Regime.UNKNOWN, (f"regime unknown: {count} {bench} closes < "
                                 f"{params.regime_sma_days} (treated as bear)")
-    sma = sum(closes) / len(closes)
-    last = closes[-1]
+    last, sma = trend
     window = f"SMA{params.regime_sma_days}"
     if last >= sma:
         return Regime.BULL, f"regime bull: {bench} {last:.6g} >= {window} {sma:.6g}"
