@@ -1,21 +1,29 @@
 # sectorbot: paper trading on bundled history by default; mount /data for state.
+# The base is pinned by minor version; pin a digest (python:3.11.x-slim@sha256:...) for
+# byte-for-byte rebuilds.
 FROM python:3.11-slim AS build
 WORKDIR /src
+# Dependencies first, in their own layer: a code change does not reinstall them.
 COPY pyproject.toml README.md ./
+RUN mkdir bot && touch bot/__init__.py \
+    && pip install --no-cache-dir --prefix=/install .
+# The package itself, over the empty stand-in.
 COPY bot ./bot
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --no-deps --prefix=/install .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 sectorbot \
     && mkdir -p /data && chown sectorbot:sectorbot /data
 COPY --from=build /install /usr/local
+# .dockerignore keeps config/secrets*.toml out of the build context, so out of the image.
 COPY config /etc/sectorbot
 USER sectorbot
 WORKDIR /home/sectorbot
 ENV SECTORBOT__STATE__PATH=/data/sectorbot.sqlite3 \
     PYTHONUNBUFFERED=1
 VOLUME ["/data"]
-# Healthy while the state store answers and the last cycle is recent enough for the mode.
+# Healthy while the state store answers (a last-cycle-age check needs the /healthz endpoint
+# of issue #16, not built yet).
 HEALTHCHECK --interval=60s --timeout=10s --start-period=60s --retries=3 \
     CMD ["sectorbot", "status"]
 STOPSIGNAL SIGTERM
