@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.backtest.benchmarks import benchmark_curves
+from bot.backtest.benchmarks import Curve, benchmark_curves
 from bot.backtest.metrics import curve_metrics, daily_returns, sharpe
 from bot.config import Settings, load_settings, load_universe
 from bot.optimize.evaluate import FoldResult, run_fold
@@ -44,9 +44,10 @@ def _midnight(d: date) -> datetime:
     return datetime.combine(d, time(0), tzinfo=UTC)
 
 
-def window_row(result: FoldResult, data: ReplayData, universe: object,
-               settings: Settings) -> dict[str, dict[str, float]]:
-    """The strategy's and the benchmarks' figures over one test window."""
+def window_curves(result: FoldResult, data: ReplayData, universe: object,
+                  settings: Settings) -> tuple[list[datetime], list[float], list[Curve]]:
+    """One test window: its times, the strategy's equity, and the benchmarks over the same
+    days and costs."""
     fold = result.fold
     times = [_midnight(fold.test_start)] + [_midnight(d) + timedelta(days=1)
                                             for d in result.test_days]
@@ -57,9 +58,16 @@ def window_row(result: FoldResult, data: ReplayData, universe: object,
     cost = Decimal(str(settings.paper.spot_fee_bps + settings.paper.slippage_bps))
     curves = benchmark_curves(times, [data.marks(t) for t in times], universe,  # type: ignore[arg-type]
                               settings.strategy, start, cost)
+    return times, values, curves
+
+
+def window_row(result: FoldResult, curves: tuple[list[datetime], list[float], list[Curve]]
+               ) -> dict[str, dict[str, float]]:
+    """The strategy's and the benchmarks' figures over one test window."""
+    times, values, benchmarks = curves
     row = {"sectorbot": {**_figures(times, values),
                          "turnover_per_year": result.test.turnover_per_year}}
-    for c in curves:
+    for c in benchmarks:
         row[c.name] = _figures(list(c.times), list(c.values))
     return row
 
@@ -69,8 +77,7 @@ def _figures(times: list[datetime], values: list[float]) -> dict[str, float]:
     return {k: float(m[k]) for k in ("total_return", "sharpe", "max_drawdown")}  # type: ignore[arg-type]
 
 
-def chained(rows: list[dict[str, dict[str, float]]], results: list[FoldResult]
-            ) -> dict[str, float]:
+def chained(results: list[FoldResult]) -> dict[str, float]:
     returns = [r for res in results for r in res.test_returns]
     growth = math.prod(1 + r for r in returns) - 1
     return {"total_return": growth, "sharpe": sharpe(returns)}
@@ -125,20 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     folds = list(walk_forward(first, args.holdout_from - timedelta(days=1), args.folds,
                               train_days=0))
     holdout = Fold(len(folds), args.holdout_from, args.holdout_from, data.last_day)
-    results, rows = [], []
+    results, rows, windows = [], [], []
     for fold in [*folds, holdout]:
         result = run_fold(settings, fold, Objective(), QuietLog(), data_dir=args.data_dir)
+        curves = window_curves(result, data, universe, settings)
         results.append(result)
-        rows.append(window_row(result, data, universe, settings))
+        windows.append(curves)
+        rows.append(window_row(result, curves))
     search_rows, search_results = rows[:-1], results[:-1]
     # Benchmarks over the chained windows: their daily returns, chained like the strategy's.
     bench_overall = {}
     for name in NAMES:
-        rets = [r for row_res, row in zip(search_results, search_rows, strict=True)
-                for r in _bench_returns(row_res, data, universe, settings, name)]
+        rets = [r for _, _, curves in windows[:-1] for c in curves if c.name == name
+                for r in daily_returns(list(c.values))]
         bench_overall[name] = {"total_return": math.prod(1 + r for r in rets) - 1,
                                "sharpe": sharpe(rets)}
-    overall = chained(search_rows, search_results)
+    overall = chained(search_results)
     title = f"{root.name}: {len(folds)} walk-forward test windows, then the holdout"
     text = render(title, [*folds, holdout], rows, overall, bench_overall)
     summary = {"verdict (test windows)": verdict(search_rows),
@@ -149,18 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
     return 0
-
-
-def _bench_returns(result: FoldResult, data: ReplayData, universe: object,
-                   settings: Settings, name: str) -> list[float]:
-    fold = result.fold
-    times = [_midnight(fold.test_start)] + [_midnight(d) + timedelta(days=1)
-                                            for d in result.test_days]
-    start = Decimal(str(settings.paper.starting_cash))
-    cost = Decimal(str(settings.paper.spot_fee_bps + settings.paper.slippage_bps))
-    curve = next(c for c in benchmark_curves(times, [data.marks(t) for t in times], universe,  # type: ignore[arg-type]
-                                             settings.strategy, start, cost) if c.name == name)
-    return daily_returns(list(curve.values))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_sample import REPO, sig, universe_symbols, write_csv  # noqa: E402
+from build_sample import REPO, sig, universe_symbols, write_csv
 
 UPSTREAM = ("github.com/jumpotsa/Bybit_Cross_Momentum @ 2e938a3b9c72 (directory `data/`), "
             "files `<TOKEN>USDT.csv`")

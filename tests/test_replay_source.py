@@ -90,12 +90,7 @@ def test_no_look_ahead_future_rows_cannot_change_a_snapshot(small: Path, tmp_pat
     """A snapshot from the full files equals one from files cut to what was visible then."""
     full = ReplayData.load(small)
     for as_of in (at(2024, 1, 2, 8), at(2024, 1, 3, 12), at(2024, 1, 4), at(2024, 1, 5, 23)):
-        cut_root = tmp_path / f"cut{as_of:%d%H}"
-        for path in sorted(small.rglob("*.csv")):
-            rows = path.read_text().splitlines()
-            kept = [r for r in rows if r.startswith(("#", "date", "timestamp"))
-                    or _row_time(r) <= as_of]
-            write(cut_root, {str(path.relative_to(small)): kept})
+        cut_root = _cut_copy(small, tmp_path / f"cut{as_of:%d%H}", as_of)
         snap, cut = full.snapshot(as_of), ReplayData.load(cut_root).snapshot(as_of)
         assert snap == cut
         assert all(t <= as_of for t in _everything_visible(snap))
@@ -106,17 +101,22 @@ def test_load_until_keeps_only_what_the_last_day_could_see(small: Path, tmp_path
     """``until`` is the files cut at that day's close: same snapshots, nothing later held."""
     for until in (date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 4)):
         limit = close_time(until)
-        cut_root = tmp_path / f"until{until:%d}"
-        for path in sorted(small.rglob("*.csv")):
-            rows = path.read_text().splitlines()
-            kept = [r for r in rows if r.startswith(("#", "date", "timestamp"))
-                    or _row_time(r) <= limit]
-            write(cut_root, {str(path.relative_to(small)): kept})
+        cut_root = _cut_copy(small, tmp_path / f"until{until:%d}", limit)
         held = ReplayData.load(small, until=until)
         assert held.last_day == until
         assert held.snapshot(limit) == ReplayData.load(cut_root).snapshot(limit)
         later = held.snapshot(limit + timedelta(days=30))
         assert all(t <= limit for t in _everything_visible(later))
+
+
+def _cut_copy(small: Path, root: Path, limit: datetime) -> Path:
+    """The replay files with only the rows stamped ``<= limit``, written under ``root``."""
+    for path in sorted(small.rglob("*.csv")):
+        rows = path.read_text().splitlines()
+        kept = [r for r in rows if r.startswith(("#", "date", "timestamp"))
+                or _row_time(r) <= limit]
+        write(root, {str(path.relative_to(small)): kept})
+    return root
 
 
 def _row_time(row: str) -> datetime:

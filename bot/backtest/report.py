@@ -133,7 +133,8 @@ def figures(points: Sequence[BookPoint], curves: Sequence[Curve],
     return figs
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain HTML table, every cell escaped."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                    for row in rows)
@@ -149,7 +150,7 @@ def write_html(out: Path, title: str, metrics: Mapping[str, Any],
                by_sector: Mapping[str, float]) -> Path:
     names = ["sectorbot", *metrics["benchmarks"]]
     rows_by = {"sectorbot": metrics["strategy"], **metrics["benchmarks"]}
-    summary = _table(["", "total return", "CAGR", "volatility", "Sharpe", "Sortino",
+    summary = html_table(["", "total return", "CAGR", "volatility", "Sharpe", "Sortino",
                       "Calmar", "max drawdown", "drawdown dates"],
                      [[n, _pct(rows_by[n]["total_return"]), _pct(rows_by[n]["cagr"]),
                        _pct(rows_by[n]["volatility"]), f"{rows_by[n]['sharpe']:.2f}",
@@ -159,17 +160,17 @@ def write_html(out: Path, title: str, metrics: Mapping[str, Any],
                       for n in names])
     costs = metrics["costs"]
     activity = metrics["activity"]
-    facts = _table(["fees", "execution (slippage, stops off the close)", "funding",
+    facts = html_table(["fees", "execution (slippage, stops off the close)", "funding",
                     "turnover / year", "rotations started", "completed", "abandoned",
                     "stop-outs"],
                    [[f"{costs['fees']:.2f}", f"{costs['execution']:.2f}",
                      f"{costs['funding']:.2f}", f"{activity['turnover_per_year']:.1f}x",
                      str(activity["rotations_started"]), str(activity["rotations_completed"]),
                      str(activity["rotations_abandoned"]), str(activity["stop_outs"])]])
-    sectors = _table(["sector", "P&L (USDT)"],
+    sectors = html_table(["sector", "P&L (USDT)"],
                      [[s, f"{v:.2f}"] for s, v in sorted(by_sector.items(),
                                                           key=lambda kv: kv[1])])
-    trades = _table(["date", "token", "sector", "market", "side", "amount", "price", "fee",
+    trades = html_table(["date", "token", "sector", "market", "side", "amount", "price", "fee",
                      "kind", "reason"],
                     [[t.ts.date().isoformat(), t.token, t.sector, t.market, t.side,
                       f"{t.amount:.6g}", f"{t.price:.6g}", f"{t.fee:.2f}", t.kind, t.reason]

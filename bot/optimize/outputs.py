@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bot.backtest.benchmarks import benchmark_curves
 from bot.backtest.metrics import curve_metrics
-from bot.backtest.report import COLORS
+from bot.backtest.report import COLORS, html_table
 from bot.config import Settings
 from bot.optimize.overfit import backtest_overfitting, deflated_sharpe
 from bot.optimize.space import SearchSpace
@@ -186,13 +186,6 @@ def oos_curves(best: FrozenTrial, settings: Settings, data: Any, universe: Any,
     return curves
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _equity_figure(title: str, curves: Mapping[str, tuple[list[datetime], list[float]]]
                    ) -> go.Figure:
     fig = go.Figure()
@@ -234,7 +227,7 @@ def write_report(out: Path, summary: Mapping[str, Any], trials: Sequence[FrozenT
                           xaxis_title="trial", yaxis_title="objective")
         figs.append(fig)
     folds = summary["folds"]
-    layout = _table(["fold", "train", "test"],
+    layout = html_table(["fold", "train", "test"],
                     [[str(i), f"{f['train_start']} .. {f['test_start']}",
                       f"{f['test_start']} .. {f['test_end']}"] for i, f in enumerate(folds)])
     rows = []
@@ -246,7 +239,7 @@ def write_report(out: Path, summary: Mapping[str, Any], trials: Sequence[FrozenT
                        f"DD {r['test']['max_drawdown']:.0%}, in-sample Sh "
                        f"{r['train']['sharpe']:.2f})" for r in records],
                      ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in values.items())])
-    best_table = _table(["trial", "objective", *[f"fold {i}" for i in range(len(folds))],
+    best_table = html_table(["trial", "objective", *[f"fold {i}" for i in range(len(folds))],
                          "parameters"], rows)
     guards = summary.get("guards", {})
     dsr = guards.get("deflated_sharpe", {})
@@ -264,7 +257,7 @@ def write_report(out: Path, summary: Mapping[str, Any], trials: Sequence[FrozenT
     if hold:
         names = ["sectorbot", *hold["benchmarks"]]
         by = {"sectorbot": hold["strategy"], **hold["benchmarks"]}
-        hold_html = _table(["", "total return", "Sharpe", "max drawdown"],
+        hold_html = html_table(["", "total return", "Sharpe", "max drawdown"],
                            [[n, f"{by[n]['total_return']:+.1%}", f"{by[n]['sharpe']:.2f}",
                              f"{by[n]['max_drawdown']:.1%}"] for n in names])
     charts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0),
@@ -287,7 +280,7 @@ by the search, so their figures flatter the chosen parameters; the guards and th
 say by how much.</p>
 <h2>Walk-forward windows</h2>{layout}
 <h2>Best trials, fold by fold</h2>{best_table}
-<h2>Overfitting guards</h2>{_table(["guard", "value"], guard_rows)}
+<h2>Overfitting guards</h2>{html_table(["guard", "value"], guard_rows)}
 <h2>Holdout{html.escape(' ' + hold['period'] if hold else '')}</h2>{hold_html}
 {''.join(charts)}
 </body></html>
