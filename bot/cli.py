@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check-config", help="print the effective config, secrets masked"))
     with_config(sub.add_parser("status", help="positions, balances and last decision"))
     with_config(sub.add_parser("resume", help="clear a tripped kill switch"))
+    with_config(sub.add_parser("healthcheck", help="exit 0 if the running daemon's /healthz "
+                                                   "says healthy (Docker HEALTHCHECK)"))
     backtest = with_config(sub.add_parser(
         "backtest", help="run the strategy over history and write a report"))
     backtest.add_argument("--out", type=Path, required=True,
@@ -95,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(settings)
     if args.command == "explain":
         return _explain(settings, args.decision_id)
+    if args.command == "healthcheck":
+        return _healthcheck(settings)
     if args.command == "resume":
         return _resume(settings)
     if args.command == "backtest":
@@ -123,8 +127,14 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     from bot.service.daemon import Daemon, StartupError  # heavy imports only when running
     from bot.sources.replay import ReplayDataError
 
+    service = not (args.once or args.cycles)
+    telemetry = None
+    if service and settings.http.enabled:  # /healthz, /metrics and the dashboard
+        from bot.service.telemetry import Telemetry
+
+        telemetry = Telemetry(settings.mode, log)
     try:
-        daemon = Daemon(settings, log)
+        daemon = Daemon(settings, log, observer=telemetry)
     except ConfigError as exc:  # the universe file, read at start
         return fail_config(exc.lines)
     except (StartupError, ReplayDataError) as exc:
@@ -133,11 +143,31 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         log.error("daemon.start_failed", error=str(exc), error_type=type(exc).__name__)
         print(f"start-up failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    code = (daemon.run_cycles(1 if args.once else args.cycles) if args.once or args.cycles
-            else daemon.run_forever())
+    if not service:
+        code = daemon.run_cycles(1 if args.once else args.cycles)
+    elif telemetry is None:
+        code = daemon.run_forever()
+    else:  # bound only now: the daemon holds its store's owner lock
+        from bot.service.http_server import run_monitored
+
+        code = run_monitored(daemon, telemetry, settings, log)
     if daemon.summary:
         print(summary_line(daemon.summary), file=sys.stderr)
     return code
+
+
+def _healthcheck(settings: Settings) -> int:
+    """Ask the running daemon's ``/healthz`` (http.host/port of this config); 0 if healthy."""
+    if not settings.http.enabled:
+        print("healthcheck: http.enabled is false; the daemon serves no /healthz",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    from bot.service.http_server import probe
+
+    code, body = probe(settings.http)
+    print(f"{body.get('status', 'unknown')} ({code or 'no answer'})"
+          + "".join(f"; {r}" for r in body.get("reasons", [])))
+    return EXIT_OK if code == 200 else EXIT_FAILURE
 
 
 def _signals(settings: Settings, args: argparse.Namespace) -> int:

@@ -152,6 +152,17 @@ class LogSettings(_Section):
     format: Literal["json", "console"] = "json"
 
 
+class HttpSettings(_Section):
+    """The health, metrics and dashboard endpoint of a daemon run as a service
+    (``docs/operations.md``). Loopback by default: the dashboard is read-only and shows no
+    secret, but it shows the book, which is nobody else's business."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9310, ge=0, le=65535)
+    """0: an ephemeral port (tests); the port bound is logged as ``http.listening``."""
+
+
 class SignalSettings(_Section):
     """Sector signals from public providers, in testnet/demo/live (replay reads its files)."""
 
@@ -204,6 +215,7 @@ class Settings(BaseSettings):
     strategy: StrategyParams = StrategyParams()
     signals: SignalSettings = SignalSettings()
     log: LogSettings = LogSettings()
+    http: HttpSettings = HttpSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -96,6 +96,10 @@ class CycleOutcome:
     decision: Decision
     report: ExecutionReport
     equity: Decimal
+    portfolio: Portfolio | None = None
+    """The book as read after the orders (what ``equity`` is the equity of)."""
+    snapshot: MarketSnapshot | None = None
+    """The signals the decision saw (for their ages in the metrics)."""
 
 
 class TradingCycle:
@@ -215,7 +219,7 @@ class TradingCycle:
                       orders_rejected=report.rejected, orders_blocked=report.blocked,
                       stops_placed=report.stops_placed,
                       equity=str(equity.quantize(Decimal("0.01"))))
-        return CycleOutcome(decision, report, equity)
+        return CycleOutcome(decision, report, equity, portfolio, snapshot)
 
     def _balance_wallets(self, decision: Decision, portfolio: Portfolio) -> bool:
         """Move USDT between the spot and futures wallets if the decision needs it; True

@@ -49,6 +49,7 @@ from bot.exchange.paper import PaperConfig, PaperExchange
 from bot.exchange.port import ExchangePort
 from bot.service.clock import WallClock
 from bot.service.cycle import SignalSource, TradingCycle, TransferPolicy
+from bot.service.observer import DaemonObserver, NullObserver
 from bot.service.reconcile import reconcile
 from bot.service.replay_driver import PAPER_KEY, ReplayDriver, ReplaySignals
 from bot.sources.replay import ReplayData, bundled_sample_dir
@@ -88,10 +89,14 @@ def restrict_universe(universe: Universe, available: set[str], log: Any) -> Univ
 
 
 class Daemon:
-    def __init__(self, settings: Settings, log: Any, durable: bool = True) -> None:
+    def __init__(self, settings: Settings, log: Any, durable: bool = True,
+                 observer: DaemonObserver | None = None) -> None:
         """``durable=False`` (a backtest on a throwaway store) skips the per-commit fsync
         and the per-step write of the simulated account (no crash can observe either: the
-        store is never resumed); everything else runs as in the daemon."""
+        store is never resumed); everything else runs as in the daemon. ``observer`` hears
+        what each job did (health and metrics of a service, :mod:`bot.service.observer`)."""
+        self.observer: DaemonObserver = observer or NullObserver()
+        log = self.observer.wrap_log(log)
         self.settings = settings
         self.durable = durable
         self.log = log
@@ -242,12 +247,14 @@ class Daemon:
         with self.lock:
             if self._stopping() or not self._still_owner():
                 return False
+            started = time.monotonic()
             try:
                 as_of = self.driver.advance()
                 if as_of is not None:
                     reconcile(self.exchange, self.store, self.log)
-            except Exception:
+            except Exception as exc:
                 self._count("cycle", failed=True)  # a step that cannot start is a failed one
+                self.observer.cycle_failed(exc, time.monotonic() - started)
                 raise
             if as_of is None:
                 self.log.info("replay.finished", last=self.driver.cursor.isoformat(),
@@ -258,11 +265,14 @@ class Daemon:
             self._run_risk_watch(as_of)
             if self._interrupted():
                 return False
+            started = time.monotonic()
             try:
                 outcome = self.cycle.run(as_of)
-            except Exception:
+            except Exception as exc:
                 self._count("cycle", failed=True)
+                self.observer.cycle_failed(exc, time.monotonic() - started)
                 raise
+            seconds = time.monotonic() - started
             report = outcome.report
             self._count("cycle", failed=report.conflicts > 0)
             if report.halted and report.stops_failed:
@@ -274,6 +284,7 @@ class Daemon:
                 # once, at the end (``finish``), not after every step.
                 self.driver.persist()
             self.cycles_done += 1
+            self.observer.cycle_completed(outcome, seconds, self.store)
             return True
 
     def _stopping(self) -> bool:
@@ -299,10 +310,12 @@ class Daemon:
         salt = f"rw-{self._salt_time(when):%Y%m%d%H%M}-{secrets.token_hex(4)}"
         try:
             failed = self.cycle.risk_watch(salt, self._trading_failures())
-        except Exception:
+        except Exception as exc:
             self._count("risk_watch", failed=True)
+            self.observer.risk_watch_done(None, exc, self.store)
             raise
         self._count("risk_watch", failed=bool(failed))
+        self.observer.risk_watch_done(failed, None, self.store)
 
     def _trading_failures(self) -> int:
         return max(self.failures[job] for job in TRADING_JOBS)
@@ -364,6 +377,10 @@ class Daemon:
                               seconds=signals_every, id="providers", executor="providers",
                               next_run_time=now + timedelta(seconds=signals_every / 4))
         self._install_signal_handlers()
+        # Before the jobs start: it reads the store, which is theirs from then on.
+        self.observer.service_started(
+            cycle_every, lambda: bool(scheduler.running) and not self.stop_event.is_set(),
+            self.store, self.universe)
         scheduler.start()
         self.log.info("scheduler.started", tick_seconds=cycle_every,
                       signal_refresh_seconds=signals_every, risk_watch_seconds=risk_every,
@@ -372,6 +389,7 @@ class Daemon:
             while not self.stop_event.wait(0.2):
                 pass
         finally:
+            self.observer.service_stopped()
             scheduler.shutdown(wait=False)
             code = self.shutdown()
         return code
