@@ -95,7 +95,10 @@ def run_backtest(settings: Settings, log: Any, workdir: Path | None = None,
     total = max(0, (driver.end - driver.cursor) // driver.step)  # type: ignore[union-attr]
     done = 0
     try:
-        while daemon.step():
+        while True:
+            with daemon.store.batch():  # one commit per step: see StateStore.batch
+                if not daemon.step():
+                    break
             done += 1
             when = daemon.driver.cursor
             run.points.append(book_point(when, daemon.cycle.read_portfolio()))

@@ -60,9 +60,11 @@ def reconcile(exchange: ExchangePort, store: StateStore, log: Any) -> ReconcileR
                                   "open in the journal, unknown to the venue")
             log.warning("order.unknown", client_id=row.client_id,
                         reason="open in the journal, unknown to the venue")
-    journalled = store.traded()
-    for position in exchange.fetch_positions():
-        if position.amount != 0 and (position.token, MarketKind.PERP.value) not in journalled:
+    held = [p for p in exchange.fetch_positions() if p.amount != 0]
+    # The journal is asked only when something is held: most steps hold no perp at all.
+    journalled = store.traded() if held else set()
+    for position in held:
+        if (position.token, MarketKind.PERP.value) not in journalled:
             report.adopted.append(position.token)
             log.warning("reconcile.adopted", token=position.token, amount=str(position.amount),
                         entry_price=str(position.entry_price),

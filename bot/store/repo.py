@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -90,20 +90,58 @@ class StateStore(OrderJournal, SectorMetricLog):
                 migration_engine.dispose()
             self.engine = create_store_engine(target, durable=durable)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._durable = durable
+        self._batch: Session | None = None
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """One committed transaction per call; inside :meth:`batch`, a block of the batch's
+        one transaction that behaves like its own (a clean identity map before and after)."""
+        batch = self._batch
+        if batch is None:
+            with self._sessions.begin() as s:
+                yield s
+            return
+        try:
+            yield batch
+            batch.flush()
+        finally:
+            # What a block returns is detached with its state loaded, exactly as after a
+            # commit with expire_on_commit=False; the next block reads the database afresh
+            # (a Core upsert is never hidden behind an object cached by an earlier block).
+            # A block that raises is discarded unflushed: every block raises before it
+            # writes (JournalConflict, an unstorable value), as a rolled-back commit would.
+            batch.expunge_all()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Everything inside in one transaction: a backtest step.
+
+        Committing each write on its own is what keeps the live daemon's write-ahead
+        journal honest (an order's intent is on disk before it is sent). A backtest's store
+        is throwaway and marked unresumable, so no crash can observe what a step writes
+        before the step ends; one commit per step removes about half the store's cost.
+        Refused on a durable store, so the live daemon can never batch by mistake."""
+        if self._durable:
+            raise RuntimeError("batch() is for a throwaway (durable=False) store only")
+        if self._batch is not None:
+            yield
+            return
         with self._sessions.begin() as s:
-            yield s
+            self._batch = s
+            try:
+                yield
+            finally:
+                self._batch = None
 
     # -- key/value -------------------------------------------------------------------------
     def get(self, key: str) -> Any:
         with self.session() as s:
-            row = s.get(KeyValueRow, key)
-            return None if row is None else json.loads(row.value)
+            value = s.execute(select(KeyValueRow.value).where(KeyValueRow.key == key)).scalar()
+            return None if value is None else json.loads(value)
 
     def put(self, key: str, value: Any) -> None:
         self.put_many({key: value})
@@ -121,13 +159,17 @@ class StateStore(OrderJournal, SectorMetricLog):
         if not rows:
             return
         # One statement with bound parameters (compiled once and cached), executed per row.
-        insert = postgresql_insert if self.engine.dialect.name == "postgresql" \
+        s.execute(self._replace(KeyValueRow, KeyValueRow.key), rows)
+
+    def _replace(self, table: Any, key: Any) -> Any:
+        """An insert that overwrites the row holding the same ``key``: one statement (compiled
+        once and cached) instead of the ORM's read-then-write ``merge``."""
+        dialect_insert = postgresql_insert if self.engine.dialect.name == "postgresql" \
             else sqlite_insert
-        stmt = insert(KeyValueRow)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[KeyValueRow.key],
-            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at})
-        s.execute(stmt, rows)
+        stmt = dialect_insert(table)
+        columns = [c.name for c in table.__table__.columns if c.name != key.name]
+        return stmt.on_conflict_do_update(
+            index_elements=[key], set_={c: stmt.excluded[c] for c in columns})
 
     # -- kill switch -----------------------------------------------------------------------
     def active_kill_switch(self) -> KillSwitchRow | None:
@@ -174,7 +216,8 @@ class StateStore(OrderJournal, SectorMetricLog):
         payload = json.dumps(decision_to_dict(decision), sort_keys=True)
         with self.session() as s:
             self._upsert(s, state or {})
-            if s.get(DecisionRow, decision.decision_id) is not None:
+            if s.execute(select(DecisionRow.seq).where(
+                    DecisionRow.decision_id == decision.decision_id)).first() is not None:
                 return
             seq = (s.scalar(select(func.max(DecisionRow.seq))) or 0) + 1
             s.add(DecisionRow(decision_id=decision.decision_id, seq=seq, as_of=decision.as_of,
@@ -201,16 +244,19 @@ class StateStore(OrderJournal, SectorMetricLog):
         """Replace the positions table with the venue's holdings and append an equity point."""
         with self.session() as s:
             s.execute(delete(PositionRow))
-            for token, amount in sorted(portfolio.spot.items()):
-                if amount != 0:
-                    s.add(PositionRow(token=token, market="spot", amount=amount,
-                                      mark_price=portfolio.prices.get(token), updated_at=ts))
-            for token, p in sorted(portfolio.perps.items()):
-                s.add(PositionRow(token=token, market="perp", amount=p.amount,
-                                  entry_price=p.entry_price, mark_price=p.mark_price,
-                                  leverage=p.leverage, stop_price=p.stop_price,
-                                  liquidation_price=p.liquidation_price, updated_at=ts))
-            s.merge(EquityRow(ts=ts, equity=portfolio.equity(), cash=portfolio.cash))
+            rows = [dict(token=token, market="spot", amount=amount, entry_price=None,
+                         mark_price=portfolio.prices.get(token), leverage=None,
+                         stop_price=None, liquidation_price=None, updated_at=ts)
+                    for token, amount in sorted(portfolio.spot.items()) if amount != 0]
+            rows += [dict(token=token, market="perp", amount=p.amount,
+                          entry_price=p.entry_price, mark_price=p.mark_price,
+                          leverage=p.leverage, stop_price=p.stop_price,
+                          liquidation_price=p.liquidation_price, updated_at=ts)
+                     for token, p in sorted(portfolio.perps.items())]
+            if rows:
+                s.execute(insert(PositionRow), rows)
+            s.execute(self._replace(EquityRow, EquityRow.ts),
+                      [{"ts": ts, "equity": portfolio.equity(), "cash": portfolio.cash}])
 
     def positions(self) -> list[PositionRow]:
         with self.session() as s:
@@ -243,11 +289,11 @@ class StateStore(OrderJournal, SectorMetricLog):
     def record_signal_snapshot(self, as_of: datetime, payload: Mapping[str, Any],
                                stale: Iterable[str] = ()) -> None:
         """Keep what a decision saw. A cycle re-run after a crash replaces its snapshot."""
+        row = {"as_of": as_of, "created_at": _utcnow(),
+               "payload": json.dumps(payload, sort_keys=True, default=_json_default),
+               "stale": json.dumps(sorted(set(stale)))}
         with self.session() as s:
-            s.merge(SignalSnapshotRow(
-                as_of=as_of, created_at=_utcnow(),
-                payload=json.dumps(payload, sort_keys=True, default=_json_default),
-                stale=json.dumps(sorted(set(stale)))))
+            s.execute(self._replace(SignalSnapshotRow, SignalSnapshotRow.as_of), [row])
 
     def signal_snapshot(self, as_of: datetime | None = None) -> StoredSignalSnapshot | None:
         """The snapshot taken at ``as_of``, or the newest one."""
