@@ -19,13 +19,21 @@ COPY --from=build /install /usr/local
 COPY config /etc/sectorbot
 USER sectorbot
 WORKDIR /home/sectorbot
+# The monitoring endpoint (/healthz, /metrics, the dashboard: docs/operations.md) listens on
+# every interface of the container, so a published port or a Prometheus on the same network
+# reaches it; deploy/docker-compose.yml publishes it on the host's loopback only.
 ENV SECTORBOT__STATE__PATH=/data/sectorbot.sqlite3 \
+    SECTORBOT__HTTP__ENABLED=true \
+    SECTORBOT__HTTP__HOST=0.0.0.0 \
+    SECTORBOT__HTTP__PORT=9310 \
     PYTHONUNBUFFERED=1
 VOLUME ["/data"]
-# Healthy while the state store answers (a last-cycle-age check needs the /healthz endpoint
-# of issue #16, not built yet).
+EXPOSE 9310
+# Healthy while /healthz says so: the scheduler runs, the last cycle is recent, the venue
+# answers and the kill switch is armed (`sectorbot healthcheck` asks it on loopback; no curl
+# in a slim image).
 HEALTHCHECK --interval=60s --timeout=10s --start-period=60s --retries=3 \
-    CMD ["sectorbot", "status"]
+    CMD ["sectorbot", "healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["sectorbot"]
 CMD ["run"]

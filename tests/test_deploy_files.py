@@ -113,3 +113,34 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     problems = [line for line in (done.stdout + done.stderr).splitlines()
                 if "sectorbot.service" in line]
     assert done.returncode == 0 and problems == [], done.stdout + done.stderr
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """The ENV the image sets (one instruction, continued with backslashes)."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(pair.split("=", 1) for pair in line[4:].split())
+    return env
+
+
+def test_the_image_serves_healthz_and_its_healthcheck_asks_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HEALTHCHECK judges the daemon by /healthz (last cycle age, venue, kill switch),
+    which the configuration the image runs with must serve, reachable from outside the
+    container; compose publishes it on the host's loopback only."""
+    lines = [line.strip() for line in (REPO / "Dockerfile").read_text().splitlines()]
+    check = lines[next(i for i, line in enumerate(lines) if line.startswith("HEALTHCHECK"))
+                  + 1]
+    assert check == 'CMD ["sectorbot", "healthcheck"]'
+    for key in [k for k in os.environ if k.startswith("SECTORBOT__")]:
+        monkeypatch.delenv(key)
+    for key, value in _dockerfile_env().items():
+        monkeypatch.setenv(key, value)
+    http = load_settings(None).http
+    assert http.enabled and http.host == "0.0.0.0"
+    assert f"EXPOSE {http.port}" in lines
+    service = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())[
+        "services"]["sectorbot"]
+    assert service["ports"] == [f"127.0.0.1:{http.port}:{http.port}"]

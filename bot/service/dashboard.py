@@ -2,7 +2,7 @@
 
 Server-rendered tables and one inline SVG line, no script at all: the page is a few tens of
 kilobytes, works offline and behind any proxy, and its Content-Security-Policy can forbid
-scripts outright. (Embedding plotly.js, as the backtest report does, would add 3.5 MB to a
+scripts outright. (Embedding plotly.js, as the backtest report does, would add 4.8 MB to a
 page an operator reloads every minute.) It reads the store the way ``sectorbot status``
 does, read-only and without the owner lock, so it never waits for or disturbs the daemon;
 every string from the store is scrubbed of configured secrets and HTML-escaped.
