@@ -69,3 +69,20 @@ def test_signal_providers_do_not_import_each_other() -> None:
     for name in sorted(providers):
         imported = imported_modules(sources / f"{name}.py")
         assert not {f"bot.sources.{other}" for other in providers - {name}} & imported, name
+
+
+def test_trading_code_reports_through_the_observer_port_only() -> None:
+    """prometheus-client and the HTTP server stay in the modules that publish; the daemon
+    knows only the observer port (bot/service/observer.py), so a backtest or a ``--cycles``
+    run loads neither and monitoring cannot reach into trading."""
+    bot = Path(__file__).resolve().parents[1] / "bot"
+    publishing = {"metrics.py", "http_server.py"}
+    offenders = {str(p.relative_to(bot)): sorted(bad) for p in sorted(bot.rglob("*.py"))
+                 if p.name not in publishing and (bad := {
+                     m for m in imported_modules(p)
+                     if m.split(".")[0] == "prometheus_client" or m == "http.server"})}
+    assert offenders == {}
+    daemon = imported_modules(bot / "service" / "daemon.py")
+    assert "bot.service.observer" in daemon
+    assert not {"bot.service.telemetry", "bot.service.http_server",
+                "bot.service.metrics"} & daemon
