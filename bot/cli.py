@@ -78,9 +78,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def fail_config(lines: Sequence[str]) -> int:
+    """One ``config error:`` line per problem. A key, value or path may hold a newline or
+    another line break (TOML allows any character in a quoted key): those are escaped, so
+    each problem stays one line."""
     for line in lines:
-        print(f"config error: {line}", file=sys.stderr)
+        print(f"config error: {_one_line(line)}", file=sys.stderr)
     return EXIT_CONFIG
+
+
+def _one_line(text: str) -> str:
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail_config(exc.lines)
     register_secrets(settings.secret_values())
     if args.command == "check-config":
+        problems = _referenced_files_problems(settings)
+        if problems:
+            return fail_config(problems)
         print(json.dumps(settings.public_dict(), indent=2, sort_keys=True))
         return EXIT_OK
     if args.command == "status":
@@ -116,16 +127,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(settings, args)
 
 
+def _referenced_files_problems(settings: Settings) -> list[str]:
+    """``check-config`` also reads what the settings point at (the universe file, the store
+    URL's driver), so a config it accepts does not fail at start-up on those instead."""
+    from bot.config import load_sector_sources
+    from bot.store.preflight import StateFileError, check_target
+
+    problems: list[str] = []
+    for load in (load_universe, load_sector_sources):
+        try:
+            load(settings.universe_file)
+        except ConfigError as exc:
+            problems += [line for line in exc.lines if line not in problems]
+    try:
+        check_target(settings.state.target())
+    except StateFileError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def _check_store(settings: Settings, *, write: bool, create: bool) -> int | None:
+    """The store preflight (:mod:`bot.store.preflight`): None if the store can be opened,
+    else the exit status after one line on stderr (2: unusable store, 1: no state yet)."""
+    from bot.store.preflight import NoStateYet, StateFileError, check_state_file, check_target
+
+    try:
+        target = check_target(settings.state.target())
+        if target.path is not None:
+            check_state_file(target.path, write=write, create=create)
+    except StateFileError as exc:
+        return fail_config([str(exc)])
+    except NoStateYet as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILURE
+    return None
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.mode == "live" and not args.live_ok:
         return fail_config([f"mode: live trading refused without {LIVE_FLAG}"])
     if args.cycles is not None and args.cycles < 1:
         return fail_config(["--cycles: must be at least 1"])
+    refused = _check_store(settings, write=True, create=True)
+    if refused is not None:  # before any log line: nothing started, the file untouched
+        return refused
     configure_logging(settings.log.level, args.log_format or settings.log.format)
     log = get_logger()
     from bot.exchange.port import ExchangeError
     from bot.service.daemon import Daemon, StartupError  # heavy imports only when running
     from bot.sources.replay import ReplayDataError
+    from bot.store.migrate import SchemaError
 
     service = not (args.once or args.cycles)
     telemetry = None
@@ -139,6 +190,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return fail_config(exc.lines)
     except (StartupError, ReplayDataError) as exc:
         return fail_config([str(exc)])
+    except SchemaError as exc:  # a newer sectorbot's store: left as it is
+        return fail_config([f"state: {exc}"])
     except ExchangeError as exc:  # venue unreachable at start-up: say so, no traceback
         log.error("daemon.start_failed", error=str(exc), error_type=type(exc).__name__)
         print(f"start-up failed: {exc}", file=sys.stderr)
@@ -201,6 +254,9 @@ def _signals(settings: Settings, args: argparse.Namespace) -> int:
 
 def _evidence(settings: Settings, args: argparse.Namespace) -> int:
     """The signal-evidence report (docs/signals.md); reads the replay data, writes ``--out``."""
+    problems = _data_dir_problem(args.data_dir) + _out_problem(args.out)
+    if problems:
+        return fail_config(problems)
     configure_logging("warning", "json", stream=sys.stderr)
     from bot.research.command import render, run_evidence
     from bot.sources.replay import ReplayDataError
@@ -216,6 +272,21 @@ def _evidence(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _data_dir_problem(data_dir: Path | None) -> list[str]:
+    """``--data-dir`` named in the error, not just a path deep in the replay loader."""
+    if data_dir is None or data_dir.is_dir():
+        return []
+    what = "does not exist" if not data_dir.exists() else "is not a directory"
+    return [f"--data-dir: {data_dir} {what}; give a replay data directory "
+            "(docs/data-format.md)"]
+
+
+def _out_problem(out: Path) -> list[str]:
+    if out.exists() and not out.is_dir():
+        return [f"--out: {out} is a file; give a directory"]
+    return []
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -227,18 +298,24 @@ def _backtest(settings: Settings, args: argparse.Namespace) -> int:
     """Run the paper daemon over history on a throwaway store, then write the report."""
     if args.start and args.end and args.start > args.end:
         return fail_config([f"--start {args.start} is after --end {args.end}"])
+    problems = _data_dir_problem(args.data_dir) + _out_problem(args.out)
+    if problems:
+        return fail_config(problems)
     if (args.out / ".state").exists():
         return fail_config([f"--out: {args.out} holds an earlier backtest; choose an empty "
                              "directory"])
     configure_logging("warning", settings.log.format)
     from bot.backtest.command import backtest
     from bot.backtest.runner import tty_progress
+    from bot.service.daemon import StartupError
     from bot.sources.replay import ReplayDataError
 
     try:
         result = backtest(settings, args.out, get_logger(), data_dir=args.data_dir,
                           start=args.start, end=args.end, progress=tty_progress())
-    except (ReplayDataError, ValueError) as exc:
+    except ConfigError as exc:
+        return fail_config(exc.lines)
+    except (ReplayDataError, ValueError, StartupError) as exc:
         return fail_config([str(exc)])
     print(summary_line(result.metrics))
     print(f"report: {args.out / 'report.html'}")
@@ -259,26 +336,25 @@ def summary_line(metrics: dict) -> str:  # type: ignore[type-arg]
 
 
 def _open_store(settings: Settings, read_only: bool = False):  # type: ignore[no-untyped-def]
-    """The state store, or None (said on stderr). ``read_only`` for commands that only
-    look: they take no owner lock, so they work beside a running daemon, and write nothing."""
+    """The state store, or the exit status (said on stderr: 1 no state yet, 2 a store that
+    cannot be used). ``read_only`` for commands that only look: they take no owner lock, so
+    they work beside a running daemon, and write nothing."""
     from bot.store.migrate import SchemaError
     from bot.store.repo import StateStore
 
-    if settings.state.url is None and not settings.state.path.exists():
-        print(f"no state yet at {settings.state.path}: run `sectorbot run` first",
-              file=sys.stderr)
-        return None
+    refused = _check_store(settings, write=not read_only, create=False)
+    if refused is not None:
+        return refused
     try:
         return StateStore(settings.state.target(), read_only=read_only)
     except SchemaError as exc:
-        print(f"state: {exc}", file=sys.stderr)
-        return None
+        return fail_config([f"state: {exc}"])
 
 
 def _status(settings: Settings) -> int:
     store = _open_store(settings, read_only=True)
-    if store is None:
-        return EXIT_FAILURE
+    if isinstance(store, int):
+        return store
     try:
         from bot.service.status import render_status
 
@@ -294,8 +370,8 @@ def _export_signals(settings: Settings, out: Path) -> int:
     if out.exists():
         return fail_config([f"--out: {out} exists; choose a new file"])
     store = _open_store(settings, read_only=True)
-    if store is None:
-        return EXIT_FAILURE
+    if isinstance(store, int):
+        return store
     try:
         rows = store.sector_metric_points()
     finally:
@@ -312,8 +388,8 @@ def _resume(settings: Settings) -> int:
     from bot.service.risk_watch import clear_kill_switch
 
     store = _open_store(settings)
-    if store is None:
-        return EXIT_FAILURE
+    if isinstance(store, int):
+        return store
     try:
         tripped = clear_kill_switch(store)
     finally:
@@ -328,8 +404,8 @@ def _explain(settings: Settings, decision_id: str | None) -> int:
     from bot.domain.explain import render_decision
 
     store = _open_store(settings, read_only=True)
-    if store is None:
-        return EXIT_FAILURE
+    if isinstance(store, int):
+        return store
     try:
         stored = store.decision(decision_id) if decision_id else store.last_decision()
         if stored is None:

@@ -52,6 +52,7 @@ from bot.service.cycle import SignalSource, TradingCycle, TransferPolicy
 from bot.service.observer import DaemonObserver, NullObserver
 from bot.service.reconcile import reconcile
 from bot.service.replay_driver import PAPER_KEY, ReplayDriver, ReplaySignals
+from bot.service.start_checks import record_starting_cash, replay_window_problem
 from bot.sources.replay import ReplayData, bundled_sample_dir
 from bot.store.engine import parse_target
 from bot.store.owner import OwnerLock, OwnerLockError, acquire_owner_lock
@@ -157,6 +158,9 @@ class Daemon:
         # Nothing after the last replayed day is loaded: a run ending on replay.end cannot
         # read later data, whatever a bug elsewhere might ask for.
         self.data = ReplayData.load(self._data_dir, until=settings.replay.end)
+        problem = replay_window_problem(settings.replay, self.data.first_day, self.data.last_day)
+        if problem:  # a cursor past the data would make every later run a no-op
+            raise StartupError(problem)
         self.universe = restrict_universe(load_universe(settings.universe_file),
                                           set(self.data.tokens), log)
         self._take_ownership()
@@ -234,6 +238,10 @@ class Daemon:
             max_leverage_hard=Decimal(str(self.settings.risk.max_leverage)),
         )
         saved = self.store.get(PAPER_KEY)
+        problem = record_starting_cash(self.store, p.starting_cash, resumed=bool(saved))
+        if problem:
+            self.store.close()
+            raise StartupError(problem)
         if saved:
             return PaperExchange.from_state(config, saved)
         tokens = [t.symbol for t in self.universe.all_tokens() if t.spot]

@@ -111,7 +111,9 @@ def _read_only_engine(target: StoreTarget) -> Engine:
 
         event.listen(engine, "connect", read_only_session)
         return engine
-    uri = f"file:{target.path.resolve().as_posix()}?mode=ro"
+    from bot.store.preflight import read_only_uri  # immutable where no -shm can be made
+
+    uri = read_only_uri(target.path)
     return create_engine("sqlite+pysqlite:///" + uri + "&uri=true", poolclass=NullPool)
 
 

@@ -122,7 +122,9 @@ class FileOwnerLock:
 
     @classmethod
     def acquire(cls, database: Path, location: str) -> FileOwnerLock:
-        created = not database.exists()
+        # "created": the file is empty because a sectorbot start made it, so a start killed
+        # before its first write can be resumed (preflight refuses any other empty file).
+        created = not database.exists() or left_empty_by_a_start(database)
         create_private_file(database)  # an empty file: SQLite builds the schema in it later
         info = lock_path_for(database.resolve())  # one holder file behind every symlink
         fd = os.open(database, os.O_RDONLY)
@@ -138,7 +140,7 @@ class FileOwnerLock:
         info_fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(info_fd, json.dumps({"pid": me.pid, "host": me.host,
-                                          "since": me.since}).encode())
+                                          "since": me.since, "created": created}).encode())
             os.fsync(info_fd)
         finally:
             os.close(info_fd)
@@ -160,6 +162,20 @@ class FileOwnerLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def left_empty_by_a_start(database: Path) -> bool:
+    """The file is empty (its write-ahead log too) and the last owner lock on it had created
+    it: a start stopped before its first write (killed while reaching the venue) left it,
+    and the next start may begin a fresh store in it. Any other empty file is refused."""
+    wal = database.with_name(database.name + "-wal")
+    try:
+        if database.stat().st_size or (wal.exists() and wal.stat().st_size):
+            return False
+        data = json.loads(lock_path_for(database.resolve()).read_text() or "{}")
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("created") is True
 
 
 def _read_holder(info: Path) -> Holder:
