@@ -10,6 +10,8 @@ default; ``ConfigError`` carries one line per bad field naming the field and the
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bot.domain.models import Bucket, SectorSpec, TokenSpec, Universe
 from bot.domain.params import StrategyParams
@@ -295,13 +302,30 @@ class Settings(BaseSettings):
 
 
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The file as a table, or one ``config error`` line saying what is wrong with it: a
+    directory, an unreadable or non-UTF-8 file is bad input, never a traceback. A FIFO or
+    a device is refused before it is opened: reading one could block forever."""
     try:
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            raise ConfigError([f"{what}: {path} is not a regular file; give a TOML file"])
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError as exc:
         raise ConfigError([f"{what}: file not found: {path}"]) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError([f"{what}: {path} is a directory; give the path of a TOML file"]
+                          ) from exc
+    except PermissionError as exc:
+        raise ConfigError([f"{what}: cannot read {path}: permission denied; make it readable "
+                           f"by this user (uid {os.getuid()})"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{what}: {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x}"
+                           f" at offset {exc.start}); save it as UTF-8"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{what}: {path} is not valid TOML: {exc}"]) from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{what}: cannot read {str(path)!r}: {reason}"]) from exc
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -326,7 +350,8 @@ def format_errors(exc: ValidationError) -> list[str]:
                                       "missing") or isinstance(
             value, dict
         ) else f" (got {value!r})"
-        if any(s in loc for s in SECRET_FIELDS) or "github_token" in loc:
+        if any(s in loc for s in SECRET_FIELDS) or "github_token" in loc or \
+                "proxy" in loc or loc == "state.url":
             shown = ""
         lines.append(f"{loc}: {msg}{shown}")
     return lines
@@ -351,12 +376,15 @@ def load_settings(config_path: Path | None = None) -> Settings:
         if isinstance(signals, dict) and "github_token" in signals:
             problems.append("signals.github_token: secrets are refused in the config file; "
                             "set SECTORBOT__SIGNALS__GITHUB_TOKEN or put it in a secrets_file")
+        problems += _credentials_in_file(data)
         if problems:
             raise ConfigError(problems)
         base = config_path.parent
         secrets_path = data.pop("secrets_file", None)
         if isinstance(secrets_path, str):
             data = _deep_merge(data, _read_toml(base / secrets_path, "secrets_file"))
+        elif secrets_path is not None:
+            raise ConfigError(["secrets_file: expected a file name such as \"secrets.toml\""])
         for section, key in (("replay", "data_dir"), ("state", "path"),
                              ("exchange", "ca_bundle")):
             body = data.get(section)
@@ -364,15 +392,101 @@ def load_settings(config_path: Path | None = None) -> Settings:
                 body[key] = str(base / body[key])
         if isinstance(data.get("universe_file"), str):
             data["universe_file"] = str(base / data["universe_file"])
+    # pydantic-settings reads ``_env_prefix``, ``_cli_parse_args``... from the keyword
+    # arguments: from a file they would rewire how settings load, so they are unknown keys.
+    private = [f"{key}: unknown key" for key in data if key.startswith("_")]
+    if private:
+        raise ConfigError(private)
     try:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc)) from None
+    except SettingsError as exc:  # an environment value pydantic-settings cannot decode
+        raise ConfigError([_env_error(str(exc))]) from None
+
+
+_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)@")
+_URL_PASSWORD_PARAM = re.compile(r"[?&]password=", re.IGNORECASE)
+
+
+def _credentials_in_file(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """A URL in the config file that carries a password (``postgresql://u:pw@host``,
+    ``?password=``) or, for a proxy, any credentials (``http://token@proxy``): the file is
+    meant to be committed, so these are refused like the exchange keys, wherever they sit
+    (a list included: a mistyped value would otherwise be echoed in its type error). The
+    line names the key and the way to pass it, never the value."""
+    out: list[str] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += _credentials_in_file(value, name + ".")
+        elif any(_has_credentials(v, "proxy" in str(key)) for v in _strings(value)):
+            env = "SECTORBOT__" + name.upper().replace(".", "__")
+            out.append(f"{name}: a URL with credentials is refused in the config file; set "
+                       f"{env} or put it in a secrets_file")
+    return out
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a value, lists and inline tables included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []
+
+
+def _has_credentials(value: str, proxy: bool) -> bool:
+    userinfo = _URL_USERINFO.match(value)
+    return bool((userinfo and (":" in userinfo.group(1) or proxy)) or (
+        "://" in value and _URL_PASSWORD_PARAM.search(value)))
+
+
+def _env_error(message: str) -> str:
+    """One line for a ``SECTORBOT__...`` value pydantic-settings could not decode (a section
+    set to a scalar, a list that is not JSON). The variable is named, its value is not: it
+    may be a secret."""
+    found = re.search(r'field "([^"]+)"', message)
+    field = found.group(1) if found else "config"
+    names = sorted(k for k in os.environ
+                   if k.upper().startswith(f"SECTORBOT__{field.upper()}"))
+    where = ", ".join(names) or f"SECTORBOT__{field.upper()}"
+    return (f"{field}: cannot decode {where} from the environment; set one key per variable "
+            f"(SECTORBOT__{field.upper()}__KEY=value) and give lists as JSON ([7, 14])")
 
 
 def bundled_universe_file() -> Path:
     """The universe shipped inside the package (a copy of ``config/sectors.toml``)."""
     return Path(str(resources.files("bot.defaults").joinpath("sectors.toml")))
+
+
+def _table(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
+    """``value`` if it is a TOML table, else ``{}`` and a line saying ``where`` must be one."""
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{where}: expected a table ([{where}])")
+    return {}
+
+
+def _names(value: Any, where: str, problems: list[str]) -> list[str]:
+    """``value`` if it is a list of non-empty strings, else ``[]`` and a line saying so."""
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return value
+    problems.append(f"{where}: expected a list of names such as [\"SOL\", \"AVAX\"]")
+    return []
+
+
+def _sector_tables(data: dict[str, Any], problems: list[str]) -> dict[str, dict[str, Any]]:
+    """``[sectors.X]`` tables by name; anything else is one problem line, not a crash."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, body in _table(data.get("sectors", {}), "sectors", problems).items():
+        if isinstance(body, dict):
+            out[name] = body
+        else:
+            problems.append(f"sectors.{name}: expected a table ([sectors.{name}])")
+    return out
 
 
 def load_sector_sources(path: Path | None) -> dict[str, SectorSources]:
@@ -381,10 +495,10 @@ def load_sector_sources(path: Path | None) -> dict[str, SectorSources]:
     problems: list[str] = []
     out: dict[str, SectorSources] = {}
     tables = {"defillama": ("chains", "categories"), "github": ("repos",)}
-    for name, body in data.get("sectors", {}).items():
+    for name, body in _sector_tables(data, problems).items():
         lists: dict[str, tuple[str, ...]] = {}
         for provider, keys in tables.items():
-            table = body.get(provider, {}) if isinstance(body, dict) else {}
+            table = body.get(provider, {})
             if not isinstance(table, dict):
                 problems.append(f"sectors.{name}.{provider}: expected a table")
                 continue
@@ -408,53 +522,81 @@ def load_sector_sources(path: Path | None) -> dict[str, SectorSources]:
     return out
 
 
+UNIVERSE_KEYS = {"core", "sectors", "tokens"}
+SECTOR_KEYS = {"bucket", "cycle_stage", "tokens", "defillama", "github"}
+
+
 def load_universe(path: Path | None) -> Universe:
-    """Parse ``sectors.toml`` (or the bundled copy) into the domain's :class:`Universe`."""
+    """Parse ``sectors.toml`` (or the bundled copy) into the domain's :class:`Universe`.
+
+    Every shape error (a sector that is not a table, ``tokens = 5``, a symbol that is not a
+    string) is one ``config error`` line naming the key, like the settings' own errors."""
     data = _read_toml(path or bundled_universe_file(), "universe_file")
-    problems: list[str] = []
-    token_opts: dict[str, Any] = data.get("tokens", {})
+    problems: list[str] = [f"{bad}: unknown key" for bad in sorted(set(data) - UNIVERSE_KEYS)]
+    token_opts = _table(data.get("tokens", {}), "tokens", problems)
     known_keys = {"listed", "spot", "perp", "former_symbols"}
 
     def spec(symbol: str, sector: str) -> TokenSpec:
         opts = token_opts.get(symbol, {})
+        if not isinstance(opts, dict):
+            problems.append(f"tokens.{symbol}: expected a table ([tokens.{symbol}])")
+            opts = {}
         for bad in sorted(set(opts) - known_keys):
             problems.append(f"tokens.{symbol}.{bad}: unknown key")
         listed = opts.get("listed")
         if listed is not None and not isinstance(listed, date):
             problems.append(f"tokens.{symbol}.listed: expected a date like 2020-08-11")
             listed = None
+        flags = {}
+        for flag in ("spot", "perp"):
+            flags[flag] = opts.get(flag, True)
+            if not isinstance(flags[flag], bool):
+                problems.append(f"tokens.{symbol}.{flag}: expected true or false")
+        former = _names(opts.get("former_symbols", []), f"tokens.{symbol}.former_symbols",
+                        problems)
         return TokenSpec(
             symbol=symbol,
             sector=sector,
             listed=listed,
-            spot=bool(opts.get("spot", True)),
-            perp=bool(opts.get("perp", True)),
-            former_symbols=tuple(opts.get("former_symbols", ())),
+            spot=flags["spot"] is not False,
+            perp=flags["perp"] is not False,
+            former_symbols=tuple(former),
         )
 
-    core_tokens = data.get("core", {}).get("tokens", [])
+    core_table = _table(data.get("core", {}), "core", problems)
+    for bad in sorted(set(core_table) - {"tokens"}):
+        problems.append(f"core.{bad}: unknown key")
+    core_tokens = _names(core_table.get("tokens", []), "core.tokens", problems)
     if not core_tokens:
         problems.append("core.tokens: at least one core token is required")
     core = tuple(spec(t, "CORE") for t in core_tokens)
     sectors = []
     seen: set[str] = set(core_tokens)
-    for name, body in data.get("sectors", {}).items():
+    for name, body in _sector_tables(data, problems).items():
+        for bad in sorted(set(body) - SECTOR_KEYS):
+            problems.append(f"sectors.{name}.{bad}: unknown key")
+        raw_bucket = body.get("bucket", "rotational")
         try:
-            bucket = Bucket(body.get("bucket", "rotational"))
+            bucket = Bucket(raw_bucket) if isinstance(raw_bucket, str) else None
         except ValueError:
+            bucket = None
+        if bucket is None:
             problems.append(f"sectors.{name}.bucket: must be rotational or speculative")
             continue
         if bucket is Bucket.CORE:
             problems.append(f"sectors.{name}.bucket: core tokens belong in [core]")
+        stage = body.get("cycle_stage")
+        if stage is not None and (isinstance(stage, bool) or not isinstance(stage, int)):
+            problems.append(f"sectors.{name}.cycle_stage: expected a whole number (1-4)")
+            stage = None
         tokens = []
-        for sym in body.get("tokens", []):
+        for sym in _names(body.get("tokens", []), f"sectors.{name}.tokens", problems):
             if sym in seen:
                 problems.append(f"sectors.{name}.tokens: {sym} is listed twice in the universe")
             seen.add(sym)
             tokens.append(spec(sym, name))
         sectors.append(
-            SectorSpec(name=name, bucket=bucket, tokens=tuple(tokens),
-                       cycle_stage=body.get("cycle_stage"))
+            SectorSpec(name=name, bucket=bucket, tokens=tuple(tokens), cycle_stage=stage)
         )
     for sym in sorted(set(token_opts) - seen):
         problems.append(f"tokens.{sym}: not in any sector or core")
