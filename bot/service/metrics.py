@@ -21,7 +21,7 @@ class DaemonMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.cycles = Counter("sectorbot_cycles", "Trading cycles run, by outcome "
-                              "(completed, failed).", ["outcome"], registry=r)
+                              "(completed, conflict, failed).", ["outcome"], registry=r)
         self.cycle_seconds = Histogram("sectorbot_cycle_duration_seconds",
                                        "Wall time of one trading cycle.",
                                        buckets=CYCLE_SECONDS_BUCKETS, registry=r)
@@ -61,7 +61,7 @@ class DaemonMetrics:
         self.last_cycle_as_of = Gauge("sectorbot_last_cycle_as_of_timestamp_seconds",
                                       "The as-of time of the last completed cycle (simulated "
                                       "in paper mode).", registry=r)
-        for outcome in ("completed", "failed"):
+        for outcome in ("completed", "conflict", "failed"):
             self.cycles.labels(outcome=outcome)
 
     def set_sector_weights(self, weights: Mapping[str, float]) -> None:
