@@ -71,6 +71,13 @@ class DailyValues:
         hi = bisect.bisect_right(self.days, until)
         return list(self.values[lo:hi])
 
+    def by_day(self, first: date, last: date) -> dict[date, float]:
+        """The values of the days in ``[first, last]``, by day: one slice for a window
+        read day by day, instead of a search per day."""
+        lo = bisect.bisect_left(self.days, first)
+        hi = bisect.bisect_right(self.days, last)
+        return dict(zip(self.days[lo:hi], self.values[lo:hi], strict=True))
+
     def count_since(self, first: date) -> int:
         return len(self.days) - bisect.bisect_left(self.days, first)
 
@@ -150,10 +157,19 @@ class MarketView:
         hi = bisect.bisect_right(series.days, self.anchor)
         lo = max(0, hi - days - 1)
         closes, wanted = series.values[lo:hi], series.days[lo:hi]
+        if not wanted:
+            return atr_fraction(closes, [], [], days)
         highs, lows = self.highs.get(token), self.lows.get(token)
-        high = [highs.on_or_before(d, 0) if highs else None for d in wanted]
-        low = [lows.on_or_before(d, 0) if lows else None for d in wanted]
+        by_day_high = highs.by_day(wanted[0], wanted[-1]) if highs else {}
+        by_day_low = lows.by_day(wanted[0], wanted[-1]) if lows else {}
+        high = [by_day_high.get(d) for d in wanted]
+        low = [by_day_low.get(d) for d in wanted]
         return atr_fraction(closes, high, low, days)
+
+    def closes_by_day(self, token: str, first: date, last: date) -> dict[date, float]:
+        """``token``'s closes of the days in ``[first, last]``, by day (empty if unknown)."""
+        series = self.closes.get(token)
+        return series.by_day(first, last) if series is not None else {}
 
     def liquidity(self, token: str, window_days: int) -> float:
         """Average daily quote volume over the window ending at the anchor (0 if unknown)."""

@@ -106,11 +106,16 @@ def basket_log_return(view: MarketView, basket: tuple[str, ...], days_back_start
 
 def index_rsi(view: MarketView, basket: tuple[str, ...], days: int) -> float | None:
     """RSI (simple averages) of the equal-weighted index over its last ``days`` daily moves."""
+    # Each member's closes of the window, read once (a lookup per member and day was a
+    # fifth of a backtest's decision time); a day counts only with both closes positive.
+    first = view.anchor - timedelta(days=days)
+    members = [view.closes_by_day(t, first, view.anchor) for t in basket]
     moves: list[float] = []
     for back in range(days):
         day = view.anchor - timedelta(days=back)
         prev = day - timedelta(days=1)
-        rets = [r for t in basket if (r := view.log_return(t, prev, day, 0)) is not None]
+        rets = [math.log(last / before) for closes in members
+                if (before := closes.get(prev, 0.0)) > 0 and (last := closes.get(day, 0.0)) > 0]
         if rets:
             moves.append(sum(rets) / len(rets))
     if len(moves) < max(2, days - 2):

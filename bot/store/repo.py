@@ -92,6 +92,7 @@ class StateStore(OrderJournal, SectorMetricLog):
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._durable = durable
         self._batch: Session | None = None
+        self._statements: dict[str, Any] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -159,17 +160,24 @@ class StateStore(OrderJournal, SectorMetricLog):
         if not rows:
             return
         # One statement with bound parameters (compiled once and cached), executed per row.
-        s.execute(self._replace(KeyValueRow, KeyValueRow.key), rows)
+        s.connection().execute(self._replace(KeyValueRow, KeyValueRow.key), rows)
 
     def _replace(self, table: Any, key: Any) -> Any:
-        """An insert that overwrites the row holding the same ``key``: one statement (compiled
-        once and cached) instead of the ORM's read-then-write ``merge``."""
+        """An insert that overwrites the row holding the same ``key``: one statement, built
+        once per table and run on the connection (Core), instead of the ORM's read-then-write
+        ``merge`` or its bulk-insert machinery."""
+        cached = self._statements.get(table.__tablename__)
+        if cached is not None:
+            return cached
         dialect_insert = postgresql_insert if self.engine.dialect.name == "postgresql" \
             else sqlite_insert
         stmt = dialect_insert(table)
         columns = [c.name for c in table.__table__.columns if c.name != key.name]
-        return stmt.on_conflict_do_update(
-            index_elements=[key], set_={c: stmt.excluded[c] for c in columns})
+        excluded = stmt.excluded
+        built = stmt.on_conflict_do_update(
+            index_elements=[key], set_={c: excluded[c] for c in columns})
+        self._statements[table.__tablename__] = built
+        return built
 
     # -- kill switch -----------------------------------------------------------------------
     def active_kill_switch(self) -> KillSwitchRow | None:
@@ -254,8 +262,8 @@ class StateStore(OrderJournal, SectorMetricLog):
                           liquidation_price=p.liquidation_price, updated_at=ts)
                      for token, p in sorted(portfolio.perps.items())]
             if rows:
-                s.execute(insert(PositionRow), rows)
-            s.execute(self._replace(EquityRow, EquityRow.ts),
+                s.connection().execute(insert(PositionRow), rows)
+            s.connection().execute(self._replace(EquityRow, EquityRow.ts),
                       [{"ts": ts, "equity": portfolio.equity(), "cash": portfolio.cash}])
 
     def positions(self) -> list[PositionRow]:
@@ -293,7 +301,8 @@ class StateStore(OrderJournal, SectorMetricLog):
                "payload": json.dumps(payload, sort_keys=True, default=_json_default),
                "stale": json.dumps(sorted(set(stale)))}
         with self.session() as s:
-            s.execute(self._replace(SignalSnapshotRow, SignalSnapshotRow.as_of), [row])
+            s.connection().execute(
+                self._replace(SignalSnapshotRow, SignalSnapshotRow.as_of), [row])
 
     def signal_snapshot(self, as_of: datetime | None = None) -> StoredSignalSnapshot | None:
         """The snapshot taken at ``as_of``, or the newest one."""
