@@ -14,7 +14,8 @@ from datetime import datetime
 
 from bot.domain.models import Bucket, Decision, SectorScore, Universe
 
-COMPONENT_ORDER = ("mom", "tvl", "volume", "dev", "overbought", "crowding", "cycle_prior")
+COMPONENT_ORDER = ("mom", "tvl", "volume", "fees", "dev", "attention", "overbought", "crowding",
+                   "cycle_prior")
 
 
 def _component_key(name: str) -> tuple[int, int, str]:

@@ -61,6 +61,14 @@ class StrategyParams:
     """Developer activity trend: the recent 30 days of commits..."""
     dev_base_days: int = 90
     """...against the 90 days before them (slow on purpose: a quality filter, not a timer)."""
+    fees_recent_days: int = 7
+    """Protocol fees growth (DefiLlama) compares this recent window..."""
+    fees_base_days: int = 28
+    """...with the average over this many days before it."""
+    attention_recent_days: int = 7
+    """Category attention (CoinGecko category trading volume) compares this recent window..."""
+    attention_base_days: int = 28
+    """...with the average over this many days before it."""
     rsi_days: int = 14
     """RSI period of the sector index."""
     rsi_overbought: float = 70.0
@@ -86,6 +94,14 @@ class StrategyParams:
     """Composite weight of DEX/transaction volume growth."""
     dev_weight: float = 0.05
     """Composite weight of the developer-activity trend (low: a slow quality filter)."""
+    fees_weight: float = 0.0
+    """Composite weight of protocol fees growth. 0: no evidence yet (the bundled data has
+    fees for one sector only), and a signal without evidence gets no weight by default. The
+    component is still computed and shown (explain, signals)."""
+    attention_weight: float = 0.0
+    """Composite weight of category attention (the growth of a sector's CoinGecko category
+    volume). 0: no evidence yet (its history only exists from the day a daemon starts
+    keeping it)."""
     overbought_weight: float = 0.10
     """Composite weight of the RSI overbought penalty (0 when not overbought)."""
     crowding_weight: float = 0.10
@@ -223,6 +239,8 @@ class StrategyParams:
             weights[f"tvl_{days}d"] = self.tvl_weight / len(self.tvl_lookbacks)
         weights["volume"] = self.volume_weight
         weights["dev"] = self.dev_weight
+        weights["fees"] = self.fees_weight
+        weights["attention"] = self.attention_weight
         weights["overbought"] = self.overbought_weight
         weights["crowding"] = self.crowding_weight
         return weights
@@ -245,6 +263,8 @@ def _problems(p: StrategyParams) -> list[str]:
 
     ints = ("min_history_days", "momentum_skip_days", "basket_size", "liquidity_window_days",
             "volume_recent_days", "volume_base_days", "dev_recent_days", "dev_base_days",
+            "fees_recent_days", "fees_base_days", "attention_recent_days",
+            "attention_base_days",
             "rsi_days", "exit_confirmations", "rotation_time_stop_days", "rotation_cooldown_days",
             "rotation_abandon_cooldown_days",
             "rotational_sector_count", "speculative_sector_count", "tokens_per_sector",
@@ -278,7 +298,7 @@ def _problems(p: StrategyParams) -> list[str]:
     need(p.z_clip > 0, "z_clip", "must be positive")
 
     weight_names = ("momentum_weight", "tvl_weight", "volume_weight", "dev_weight",
-                    "overbought_weight", "crowding_weight")
+                    "fees_weight", "attention_weight", "overbought_weight", "crowding_weight")
     for name in weight_names:
         need(getattr(p, name) >= 0, name, "must not be negative")
     need(sum(getattr(p, n) for n in weight_names) > 0, "momentum_weight",

@@ -9,6 +9,12 @@ and the sector metrics come the components (names as in ``SectorScore.components
   prices alone do not read as inflows;
 - ``volume``: DEX/transaction volume, recent average versus the base window before it;
 - ``dev``: developer commits, recent versus base (slow, low weight);
+- ``fees``: protocol fees (``fees_usd``), recent average versus the base window before it;
+- ``attention``: log growth of the sector's category trading volume
+  (``category_volume_usd``, CoinGecko), recent 7 days versus the 28 before. Z-scored
+  across sectors, the total market's volume growth (common to every sector) cancels out:
+  the component equals the growth of the sector's *share* of total category volume, i.e.
+  where attention moves, not whether the market is busy;
 - ``overbought``: penalty when the index's RSI is above the threshold;
 - ``crowding``: penalty when the basket's perp funding is above its own trailing percentile
   or an absolute APR cap;
@@ -42,7 +48,7 @@ RSI_POINTS_PER_Z = 10.0
 MIN_FUNDING_HISTORY = 30
 """Settlements needed before a token's own funding percentile is trusted."""
 
-Z_SCORED = ("mom", "tvl", "volume", "dev")
+Z_SCORED = ("mom", "tvl", "volume", "dev", "fees", "attention")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +234,19 @@ def raw_sector_signals(view: MarketView, sector: SectorSpec, basket: tuple[str, 
     raw["dev"] = (None if _metric_unusable(view, sector.name, "dev_commits", params, notes)
                   else _metric_growth(view, sector.name, "dev_commits",
                                       params.dev_recent_days, params.dev_base_days, 1.0))
+    # Components without weight are computed (explain and signals show them) but say
+    # nothing in the decision's reasons: a note about a signal that moves nothing is noise.
+    weights = params.component_weights()
+    fees_notes = notes if weights["fees"] > 0 else []
+    raw["fees"] = (None if _metric_unusable(view, sector.name, "fees_usd", params, fees_notes)
+                   else _metric_growth(view, sector.name, "fees_usd", params.fees_recent_days,
+                                       params.fees_base_days, 0.0))
+    attention_notes = notes if weights["attention"] > 0 else []
+    raw["attention"] = (
+        None if _metric_unusable(view, sector.name, "category_volume_usd", params,
+                                 attention_notes)
+        else _metric_growth(view, sector.name, "category_volume_usd",
+                            params.attention_recent_days, params.attention_base_days, 0.0))
 
     rsi = index_rsi(view, basket, params.rsi_days) if prices_ok else None
     raw["rsi"] = rsi
