@@ -21,6 +21,9 @@ def env_for(state: Path, **extra: str) -> dict[str, str]:
     # provider back on.
     env["SECTORBOT__SIGNALS__DEFILLAMA"] = "false"
     env["SECTORBOT__SIGNALS__GITHUB"] = "false"
+    # A service-mode daemon serves /healthz on a port of its own (two tests' daemons, or a
+    # real one on this machine, must not meet on the default port).
+    env["SECTORBOT__HTTP__PORT"] = "0"
     env.update(extra)
     return env
 
