@@ -1,5 +1,7 @@
 """A loopback DefiLlama: its free endpoints answered from tests/fixtures/defillama, with
-faults a test can script per path (tests/provider_server.py serves it)."""
+faults a test can script per path (tests/provider_server.py serves it). ``/overview/fees``
+answers the recorded per-protocol breakdown; ``/overview/fees/<chain>`` the recorded chart
+scaled by the chain's share, as for DEX volume."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ class DefiLlamaFake(ScriptedFake):
                                                           .read_text())
         self.uniswap = json.loads((FIXTURES / "protocol_uniswap.json").read_text())
         self.overview = json.loads((FIXTURES / "overview_dexs.json").read_text())
+        self.fees = json.loads((FIXTURES / "overview_fees.json").read_text())
+        self.chain_fees = json.loads((FIXTURES / "overview_fees_chain.json").read_text())
         self.chains: dict[str, list[dict[str, Any]]] = {}
         """Extra or replaced ``/v2/historicalChainTvl/<chain>`` answers (unshifted)."""
         self.shift = 0
@@ -56,6 +60,18 @@ class DefiLlamaFake(ScriptedFake):
             return {**self.overview,
                     "totalDataChart": [[ts + self.shift, round(v * scale, 2)]
                                        for ts, v in self.overview["totalDataChart"]]}
+        if path == "/overview/fees":
+            return {**self.fees,
+                    "totalDataChartBreakdown": [[ts + self.shift, values] for ts, values
+                                                in self.fees["totalDataChartBreakdown"]]}
+        if path.startswith("/overview/fees/"):
+            chain = path.removeprefix("/overview/fees/")
+            if chain not in CHAIN_VOLUME_SHARE:
+                return None
+            scale = CHAIN_VOLUME_SHARE[chain]
+            return {**self.chain_fees, "chain": chain,
+                    "totalDataChart": [[ts + self.shift, round(v * scale, 2)]
+                                       for ts, v in self.chain_fees["totalDataChart"]]}
         if path.startswith("/protocol/"):
             slug = path.rsplit("/", 1)[1]
             listed = next((p for p in self.protocols if p["slug"] == slug), None)

@@ -1,4 +1,4 @@
-"""Sector TVL and DEX volume from DefiLlama through real HTTP on loopback: sums, history
+"""Sector TVL, DEX volume and fees from DefiLlama through real HTTP on loopback: sums, history
 from the first fetch, and every way an answer goes wrong (throttled, 5xx, truncated,
 renamed, NaN, stalled), each ending in a stale signal with its reason and the last good
 series kept."""
@@ -167,7 +167,9 @@ def test_a_host_nobody_answers_on_costs_one_connection_round_not_one_per_sector(
     assert metrics == {}
     assert set(stale) == {"metric:tvl_usd", "metric:tvl_usd:DEX", "metric:tvl_usd:L1",
                           "metric:tvl_usd:LENDING", "metric:volume_usd",
-                          "metric:volume_usd:DEX", "metric:volume_usd:L1"}
+                          "metric:volume_usd:DEX", "metric:volume_usd:L1",
+                          "metric:fees_usd", "metric:fees_usd:DEX", "metric:fees_usd:L1",
+                          "metric:fees_usd:LENDING"}
     assert all("cannot connect" in reason for reason in stale.values()
                if reason.startswith("GET"))
     assert len(sleeps.asked) == 1, "one backoff between the two tries of one request"
@@ -290,3 +292,73 @@ def test_a_read_never_waits_for_a_round_in_progress(fake: DefiLlamaFake,
 
 def slow_was_running(fake: DefiLlamaFake) -> bool:
     return fake.count("/v2/historicalChainTvl/Solana") == 2
+
+
+# -- fees -------------------------------------------------------------------------------------
+
+def fee_breakdown(name: str) -> dict[datetime, float]:
+    """One protocol's recorded daily fees, keyed by when they become visible."""
+    overview = json.loads((FIXTURES / "overview_fees.json").read_text())
+    return {datetime.fromtimestamp(ts, UTC) + timedelta(days=1): values[name]
+            for ts, values in overview["totalDataChartBreakdown"] if name in values}
+
+
+def test_sector_fees_sum_a_chain_sector_s_chains_and_a_category_s_largest_earners(
+        fake: DefiLlamaFake, base_url: str) -> None:
+    tvl = provider(base_url)
+    metrics, stale = tvl.metrics(AS_OF)
+    assert stale == {}
+    chart = json.loads((FIXTURES / "overview_fees_chain.json").read_text())["totalDataChart"]
+    share = CHAIN_VOLUME_SHARE["Solana"] + CHAIN_VOLUME_SHARE["Avalanche"]
+    l1 = metrics["L1"]["fees_usd"].points
+    assert len(l1) >= 90
+    expected = {datetime.fromtimestamp(ts, UTC) + timedelta(days=1): v * share
+                for ts, v in chart}
+    for when, value in l1:
+        assert value == pytest.approx(expected[when], rel=1e-6)
+    # DEX: the Dexs protocols of the breakdown (matched through the "Dexes" alias), not
+    # Pendle (Yield); LENDING: Compound, with Aave left out (its fees stop on 2023-06-07).
+    assert dict(metrics["DEX"]["fees_usd"].points) == pytest.approx(fee_breakdown("Uniswap V3"))
+    assert dict(metrics["LENDING"]["fees_usd"].points) == pytest.approx(
+        fee_breakdown("Compound V2"))
+    assert "stopped reporting" in tvl.dropped["fees protocol Aave V3"]
+    assert fake.count("/overview/fees") == 3, "two chains, and the breakdown once per round"
+    assert fake.count("/overview/fees/") == 2
+
+
+@pytest.mark.parametrize("fault, reason", [
+    (Fault(429, {"Retry-After": "3600"}), "throttled"),
+    (Fault(500), "server error 500"),
+    (Fault(200, body=b'{"totalDataChartBreakdown": [[1672531200, {"Compound V2": 1'),
+     "not valid JSON"),
+    (Fault(200, body=json.dumps({"totalDataChartBreakdown": [], "protocolz": []}).encode()),
+     "protocols"),
+    (Fault(200, body=b'{"totalDataChartBreakdown": [[1672531200, {"Compound V2": NaN}]], '
+                     b'"protocols": []}'), "finite"),
+    (Fault(200, body=json.dumps({"totalDataChartBreakdown": [[1672531200000, {}]],
+                                 "protocols": []}).encode()), "unix time in seconds"),
+])
+def test_a_bad_fees_answer_marks_the_category_sectors_fees_stale_and_nothing_else(
+        fake: DefiLlamaFake, base_url: str, fault: Fault, reason: str) -> None:
+    tvl = provider(base_url)
+    first, _ = tvl.metrics(AS_OF)
+    fake.fail("/overview/fees", *[fault] * (3 if fault.status >= 500 else 1))
+    later = AS_OF + timedelta(hours=7)
+    tvl.refresh(later)
+    metrics, stale = tvl.metrics(later)
+    assert set(stale) == {"metric:fees_usd:DEX", "metric:fees_usd:LENDING"}, stale
+    assert reason in stale["metric:fees_usd:LENDING"]
+    assert stale["metric:fees_usd:DEX"] == stale["metric:fees_usd:LENDING"], \
+        "asked once per round: one reason for both"
+    assert metrics["LENDING"]["fees_usd"] == first["LENDING"]["fees_usd"], "last good kept"
+    assert metrics["L1"]["fees_usd"] == first["L1"]["fees_usd"]
+
+
+def test_a_stalled_fees_breakdown_costs_its_own_timeout(fake: DefiLlamaFake,
+                                                        base_url: str) -> None:
+    fake.fail("/overview/fees", Fault(stall=10))
+    started = time.monotonic()
+    metrics, stale = provider(base_url, timeout=0.5, attempts=1).metrics(AS_OF)
+    assert time.monotonic() - started < 5
+    assert "no answer within 0.5s" in stale["metric:fees_usd:LENDING"]
+    assert "fees_usd" in metrics["L1"] and "tvl_usd" in metrics["LENDING"]

@@ -1,4 +1,5 @@
-"""Sector TVL and DEX volume from DefiLlama's free API, with history from the first cycle.
+"""Sector TVL, DEX volume and fees from DefiLlama's free API, with history from the first
+cycle.
 
 DefiLlama's category history is a paid endpoint, so a sector's daily TVL is built from free
 series instead:
@@ -9,6 +10,9 @@ series instead:
 Either way a fresh daemon has the whole history on its first cycle, not just today's number.
 DEX volume (``volume_usd``) is ``/overview/dexs/{chain}`` summed over a chain sector's chains,
 and ``/overview/dexs`` (every DEX) for a sector of the DEX category; other sectors have none.
+Protocol fees (``fees_usd``, ``dataType=dailyFees``) are ``/overview/fees/{chain}`` summed over
+a chain sector's chains, and for a category sector the daily fees of its categories' largest
+fee earners (the per-protocol breakdown of ``/overview/fees``), through the same aliases.
 
 Each answer is validated (pydantic). A sector whose fetch or validation fails is marked stale
 (``metric:<metric>:<SECTOR>``, with the reason) and keeps its last good series: its age shows
@@ -39,6 +43,7 @@ from bot.sources.provider_rounds import EARLIEST, Job, Round, RoundedProvider
 
 TVL = "tvl_usd"
 VOLUME = "volume_usd"
+FEES = "fees_usd"
 DAY = timedelta(days=1)
 
 CATEGORY_ALIASES: Mapping[str, frozenset[str]] = {
@@ -121,6 +126,37 @@ class _Overview(BaseModel):
         return chart
 
 
+class _FeesProtocol(BaseModel):
+    """A row of ``/overview/fees``' ``protocols``: the category of a breakdown key."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    displayName: str | None = None  # DefiLlama's field name
+    category: str | None = None
+
+
+class _FeesOverview(BaseModel):
+    """``/overview/fees`` with its per-protocol daily breakdown (``[[ts, {name: usd}]]``).
+    A protocol without a figure that day (null) is missing that day, not zero."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    totalDataChartBreakdown: list[tuple[int, dict[str, float | None]]]  # DefiLlama's name
+    protocols: list[_FeesProtocol]
+
+    @field_validator("totalDataChartBreakdown")
+    @classmethod
+    def _finite(cls, chart: list[tuple[int, dict[str, float | None]]],
+                ) -> list[tuple[int, dict[str, float | None]]]:
+        for ts, values in chart:
+            _day_stamp(ts)
+            for value in values.values():
+                if value is not None:
+                    _amount(value)
+        return chart
+
+
 class _ProtocolListing(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -137,7 +173,8 @@ DEX_CATEGORY = "dexs"
 
 
 class DefiLlamaSectors(RoundedProvider):
-    """Daily TVL (``tvl_usd``) and DEX volume (``volume_usd``) per sector, fetched in rounds
+    """Daily TVL (``tvl_usd``), DEX volume (``volume_usd``) and protocol fees (``fees_usd``)
+    per sector, fetched in rounds
     (``bot.sources.provider_rounds``): a decision reads what the last round published."""
 
     def __init__(self, client: PoliteClient, sources: Mapping[str, SectorSources],
@@ -153,6 +190,8 @@ class DefiLlamaSectors(RoundedProvider):
                 jobs.append((sector, TVL))
             if src.chains or _trades_on_dexes(src):
                 jobs.append((sector, VOLUME))
+            if src.chains or src.categories:
+                jobs.append((sector, FEES))
         super().__init__(client, jobs, refresh_every, round_budget_seconds, stopping)
 
     # -- fetching ---------------------------------------------------------------------------
@@ -161,6 +200,8 @@ class DefiLlamaSectors(RoundedProvider):
         src = self._sources[sector]
         if metric == VOLUME:
             return self._volume(src, round_)
+        if metric == FEES:
+            return self._fees(src, round_)
         if src.categories and "listing" not in round_.shared:
             try:  # once per round, for every category sector
                 round_.shared["listing"] = self._listing()
@@ -228,6 +269,54 @@ class DefiLlamaSectors(RoundedProvider):
                 components[name] = [(int(ts), value) for ts, value in overview.totalDataChart]
         return self.summed(components, "volume", round_)
 
+    def _fees(self, src: SectorSources, round_: Round) -> Series:
+        """Daily fees: on the sector's chains, plus its categories' largest fee earners."""
+        components: dict[str, list[tuple[int, float]]] = {}
+        for chain in src.chains:
+            name = f"fees chain {chain}"
+            overview = self._component(f"/overview/fees/{quote(chain, safe='')}", _Overview,
+                                       name, round_, params=_FEES_CHART_ONLY)
+            if overview is not None:
+                components[name] = [(int(ts), value) for ts, value in overview.totalDataChart]
+        if src.categories:
+            if "fees" not in round_.shared:
+                try:  # once per round, for every category sector
+                    round_.shared["fees"] = self._validated("/overview/fees", _FeesOverview,
+                                                            _FEES_BREAKDOWN_ONLY)
+                except ProviderUnreachable:
+                    raise
+                except ProviderError as exc:
+                    round_.shared["fees"] = exc
+            overview = round_.shared["fees"]
+            if isinstance(overview, ProviderError):
+                raise ProviderError(str(overview))
+            components.update(self._category_fees(src.categories, overview))
+        return self.summed(components, "fees", round_)
+
+    def _category_fees(self, categories: tuple[str, ...], overview: _FeesOverview,
+                       ) -> dict[str, list[tuple[int, float]]]:
+        """The ``top_protocols`` largest fee earners of the categories over the last 30
+        days of the breakdown, each a part of the sum (a young or dead one is left out by
+        the usual rules, so the sum's make-up does not change inside the series)."""
+        spellings = set().union(*(spellings_of(c) for c in categories))
+        keys: set[str] = set()
+        for p in overview.protocols:
+            if p.category and p.category.lower() in spellings:
+                keys |= {p.name} | ({p.displayName} if p.displayName else set())
+        series: dict[str, list[tuple[int, float]]] = {}
+        for ts, values in overview.totalDataChartBreakdown:
+            for key, value in values.items():
+                if key in keys and value is not None:
+                    series.setdefault(key, []).append((ts, value))
+        if not series:
+            raise ProviderError(f"/overview/fees lists no protocol fees in "
+                                f"{', '.join(categories)}")
+        last = max(ts for points in series.values() for ts, _ in points)
+        recent = {k: sum(v for ts, v in pts if ts > last - 30 * 86_400)
+                  for k, pts in series.items()}
+        top = sorted(series, key=lambda k: (-recent[k], k))[:self.top_protocols]
+        return {f"fees protocol {k}": series[k] for k in top}
+
     def _top_slugs(self, categories: tuple[str, ...],
                    listing: list[_ProtocolListing]) -> list[str]:
         if not categories:
@@ -250,6 +339,9 @@ class DefiLlamaSectors(RoundedProvider):
 
 
 _CHART_ONLY = {"excludeTotalDataChart": "false", "excludeTotalDataChartBreakdown": "true"}
+_FEES_CHART_ONLY = {**_CHART_ONLY, "dataType": "dailyFees"}
+_FEES_BREAKDOWN_ONLY = {"excludeTotalDataChart": "true", "excludeTotalDataChartBreakdown": "false",
+                        "dataType": "dailyFees"}
 
 
 def _trades_on_dexes(src: SectorSources) -> bool:
