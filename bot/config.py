@@ -353,7 +353,7 @@ def format_errors(exc: ValidationError) -> list[str]:
         if any(s in loc for s in SECRET_FIELDS) or "github_token" in loc or \
                 "proxy" in loc or loc == "state.url":
             shown = ""
-        lines.append(f"{loc}: {msg}{shown}")
+        lines.append(f"{loc}: {msg}{_without_url_credentials(shown)}")
     return lines
 
 
@@ -403,6 +403,13 @@ def load_settings(config_path: Path | None = None) -> Settings:
         raise ConfigError(format_errors(exc)) from None
     except SettingsError as exc:  # an environment value pydantic-settings cannot decode
         raise ConfigError([_env_error(str(exc))]) from None
+
+
+def _without_url_credentials(text: str) -> str:
+    """An echoed value with any URL's user part and ``password=`` masked: a token is often
+    the user name (``https://TOKEN@host``), whatever key the URL was mistyped under."""
+    text = re.sub(r"(://)[^/?#@\s'\"]*@", r"\1***@", text)
+    return re.sub(r"(?i)([?&]password=)[^&\s'\"]*", r"\1***", text)
 
 
 _URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)@")

@@ -266,3 +266,15 @@ def test_the_entry_point_exits_2_without_a_traceback(tmp_path: Path) -> None:
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("config error: "), done.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_an_echoed_value_never_shows_url_credentials(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the fuzz test: a URL with a token as its user name, mistyped under a key that
+    echoes its value (``mode``), printed the token in ``(got ...)``."""
+    monkeypatch.setenv("SECTORBOT__PAPER__STARTING_CASH", "postgresql://u@h/db?password=pw9")
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, 'mode = "https://ghp-T0KEN@github.com/x"\n'))
+    text = "\n".join(err.value.lines)
+    assert "mode: Input should be" in text and "https://***@github.com/x" in text
+    assert "ghp-T0KEN" not in text and "pw9" not in text
