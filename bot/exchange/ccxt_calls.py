@@ -11,6 +11,7 @@ lives here too, being part of how requests leave.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -170,13 +171,30 @@ class Caller:
             self._quiet_until = max(self._quiet_until, time.monotonic() + wait)
 
     def once(self, exchange: Any, fn: Callable[[], T], attempt: int = 1) -> T:
-        """One paced call; a rate-limit answer records the pause before propagating."""
+        """One paced call; a rate-limit answer records the pause before propagating, and a
+        clock refusal resynchronises with the venue's clock before propagating."""
         self.gate()
         try:
             return fn()
         except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
             self.note_throttle(exchange, exc, attempt)
             raise
+        except ccxt.InvalidNonce:
+            self.resync_clock(exchange)
+            raise
+
+    def resync_clock(self, exchange: Any) -> None:
+        """Measure the venue's clock again after it refused a request's timestamp (Binance
+        -1021 "outside of the recvWindow", Bybit 10002). ccxt measures the offset only when
+        markets load (at start, then hourly), so a clock that drifted or stepped since then
+        would fail every signed call, orders included, until the next reload. The request
+        was refused unprocessed; the caller's retry (or resend) then carries a good stamp."""
+        options = getattr(exchange, "options", None) or {}
+        if not options.get("adjustForTimeDifference") or self._halted.is_set():
+            return
+        # An unreachable venue: the retry fails on its own and is counted as usual.
+        with contextlib.suppress(ccxt.BaseError):
+            exchange.load_time_difference()
 
     # -- reads -------------------------------------------------------------------------------
     def read(self, exchange: Any, what: str, fn: Callable[[], T], write: bool = False) -> T:

@@ -9,6 +9,8 @@ The rules, in order of importance:
 * After a timeout, 5xx, bad response or connection drop the outcome is unknown: look the
   order up (a few times, a venue can show it late) and return it, else ``OutcomeUnknown``.
 * A rate-limit answer means "not processed": wait ``Retry-After``, look up, then resend.
+* So does a timestamp refused by the venue's clock (Binance -1021): the clock offset is
+  measured again (``Caller.resync_clock``), then look up and resend.
 * A duplicate-client-id refusal (Binance -4116) means the order exists: return it.
 * ``InvalidOrder``, ``InsufficientFunds`` and every other venue refusal -> ``OrderRejected``;
   credentials problems -> ``CredentialsRejected``. None of these is retried.
@@ -211,8 +213,10 @@ class OrderDesk:
                 raw = caller.once(exchange, lambda: exchange.create_order(
                     symbol, order_type, side, amount, price, dict(params)), attempt)
                 return self._result(intent, exchange, symbol, size, raw)
-            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
-                last = exc  # refused unprocessed: the pause is set; check, then resend
+            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.InvalidNonce) as exc:
+                # Refused unprocessed (a 429, or a timestamp outside the venue's window,
+                # after which the clock was measured again): check, then resend.
+                last = exc
                 found = self._settle(intent, exc, patient=False)
                 if found is not None:
                     return found
@@ -233,8 +237,8 @@ class OrderDesk:
                         f"cannot find", exc)) from exc
                 raise caller.translate(f"{intent.client_id} refused", exc, write=True) from exc
         raise OutcomeUnknown(caller.message(
-            f"{intent.client_id}: rate limited {caller.policy.write_throttle_attempts} times, "
-            f"not found by client id", last or RuntimeError("throttled")))
+            f"{intent.client_id}: refused unprocessed {caller.policy.write_throttle_attempts} "
+            f"times, not found by client id", last or RuntimeError("throttled")))
 
     def _settle(self, intent: OrderIntent, cause: BaseException,
                 patient: bool) -> OrderResult | None:
