@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from bot import __version__
 from bot.config import ConfigError, Settings, load_settings, load_universe
@@ -173,19 +174,39 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return refused
     configure_logging(settings.log.level, args.log_format or settings.log.format)
     log = get_logger()
-    from bot.exchange.port import ExchangeError
-    from bot.service.daemon import Daemon, StartupError  # heavy imports only when running
-    from bot.sources.replay import ReplayDataError
-    from bot.store.migrate import SchemaError
-
     service = not (args.once or args.cycles)
     telemetry = None
     if service and settings.http.enabled:  # /healthz, /metrics and the dashboard
         from bot.service.telemetry import Telemetry
 
         telemetry = Telemetry(settings.mode, log)
+    alerts = None
+    if settings.alerts.enabled:  # sent from a thread of their own, off the trading path
+        from bot.service.alerts import AlertObserver
+
+        alerts = AlertObserver(settings.alerts, log, settings.mode)
+    from bot.service.observer import DaemonObserver, ObserverChain
+
+    observer: DaemonObserver | None = (
+        ObserverChain([telemetry, alerts]) if telemetry is not None and alerts is not None
+        else telemetry or alerts)
     try:
-        daemon = Daemon(settings, log, observer=telemetry)
+        code = _run_daemon(settings, args, log, service, observer, telemetry)
+    finally:
+        if alerts is not None:
+            alerts.close()
+    return code
+
+
+def _run_daemon(settings: Settings, args: argparse.Namespace, log: Any, service: bool,
+                observer: Any, telemetry: Any) -> int:
+    from bot.exchange.port import ExchangeError
+    from bot.service.daemon import Daemon, StartupError
+    from bot.sources.replay import ReplayDataError
+    from bot.store.migrate import SchemaError
+
+    try:
+        daemon = Daemon(settings, log, observer=observer)
     except ConfigError as exc:  # the universe file, read at start
         return fail_config(exc.lines)
     except (StartupError, ReplayDataError) as exc:

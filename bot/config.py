@@ -36,6 +36,7 @@ Mode = Literal["paper", "testnet", "demo", "live"]
 ExchangeName = Literal["paper", "binance", "bybit", "okx"]
 
 SECRET_FIELDS = ("api_key", "api_secret", "password")
+ALERT_SECRET_FIELDS = ("webhook_url", "telegram_bot_token")
 
 
 class ConfigError(Exception):
@@ -191,6 +192,39 @@ class SignalSettings(_Section):
     github_refresh_hours: float = Field(24.0, gt=0)
 
 
+class AlertSettings(_Section):
+    """Operator alerts (``docs/operations.md``): a kill switch tripped, a stop-out, a funding
+    exit, a reconcile anomaly, repeated failures, the daemon's start and stop, sent to a
+    Slack/Discord-compatible webhook and/or a Telegram chat. Off by default. The webhook URL
+    and the bot token are secrets: environment or secrets file only, like the exchange keys."""
+
+    enabled: bool = False
+    webhook_url: SecretStr | None = None
+    """A Slack or Discord incoming webhook (its URL is the credential)."""
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    repeat_minutes: float = Field(60.0, ge=0, le=10_080)
+    """The same alert (same kind, same token) at most once per this many minutes."""
+    failures_threshold: int = Field(3, ge=1, le=100)
+    """Consecutive failures of one job before it is alerted."""
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    attempts: int = Field(3, ge=1, le=10)
+    retry_wait_seconds: float = Field(2.0, ge=0, le=60)
+    """First pause between two attempts (doubled each time)."""
+    queue_size: int = Field(100, ge=1, le=10_000)
+    """Alerts waiting to be sent; when full, the oldest is dropped (and counted)."""
+
+    @model_validator(mode="after")
+    def _channels(self) -> AlertSettings:
+        if self.telegram_bot_token is not None and not self.telegram_chat_id:
+            raise ValueError("telegram_chat_id is needed with telegram_bot_token")
+        if self.enabled and self.webhook_url is None and self.telegram_bot_token is None:
+            raise ValueError("enabled needs a channel: set SECTORBOT__ALERTS__WEBHOOK_URL "
+                             "or SECTORBOT__ALERTS__TELEGRAM_BOT_TOKEN (with telegram_chat_id)")
+        return self
+
+
 @dataclass(frozen=True)
 class SectorSources:
     """Where a sector's metrics come from: DefiLlama chains and categories
@@ -223,6 +257,7 @@ class Settings(BaseSettings):
     signals: SignalSettings = SignalSettings()
     log: LogSettings = LogSettings()
     http: HttpSettings = HttpSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -283,6 +318,9 @@ class Settings(BaseSettings):
             data["signals"]["github_token"] = "**********"
         if data["state"].get("url") is not None:
             data["state"]["url"] = "**********"
+        for key in ALERT_SECRET_FIELDS:
+            if data["alerts"].get(key) is not None:
+                data["alerts"][key] = "**********"
         return data
 
     def secret_values(self) -> list[str]:
@@ -298,6 +336,10 @@ class Settings(BaseSettings):
             out += url_secrets(self.exchange.https_proxy.get_secret_value())
         if self.signals.github_token is not None and self.signals.github_token.get_secret_value():
             out.append(self.signals.github_token.get_secret_value())
+        for key in ALERT_SECRET_FIELDS:
+            value = getattr(self.alerts, key)
+            if value is not None and value.get_secret_value():
+                out += url_secrets(value.get_secret_value())
         return out
 
 
@@ -350,7 +392,8 @@ def format_errors(exc: ValidationError) -> list[str]:
                                       "missing") or isinstance(
             value, dict
         ) else f" (got {value!r})"
-        if any(s in loc for s in SECRET_FIELDS) or "github_token" in loc or \
+        if any(s in loc for s in SECRET_FIELDS + ALERT_SECRET_FIELDS) or \
+                "github_token" in loc or \
                 "proxy" in loc or loc == "state.url":
             shown = ""
         lines.append(f"{loc}: {msg}{_without_url_credentials(shown)}")
@@ -376,6 +419,11 @@ def load_settings(config_path: Path | None = None) -> Settings:
         if isinstance(signals, dict) and "github_token" in signals:
             problems.append("signals.github_token: secrets are refused in the config file; "
                             "set SECTORBOT__SIGNALS__GITHUB_TOKEN or put it in a secrets_file")
+        alerts = data.get("alerts")
+        problems += [
+            f"alerts.{key}: secrets are refused in the config file; set "
+            f"SECTORBOT__ALERTS__{key.upper()} or put it in a secrets_file"
+            for key in ALERT_SECRET_FIELDS if isinstance(alerts, dict) and key in alerts]
         problems += _credentials_in_file(data)
         if problems:
             raise ConfigError(problems)

@@ -60,6 +60,12 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+def scrub_text(text: str) -> str:
+    """``text`` with every registered secret value masked (for what leaves the process by
+    another way than the log: an alert's message, an error shown to an operator)."""
+    return str(_scrub(text))
+
+
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:

@@ -67,3 +67,39 @@ class NullObserver:
     def risk_watch_done(self, failed_steps: Sequence[str] | None,
                         error: BaseException | None, store: StateStore) -> None:
         pass
+
+
+class ObserverChain:
+    """Several observers as one: each sees every hook, and the logger is wrapped by each in
+    turn (a service with both the monitoring endpoint and alerts)."""
+
+    def __init__(self, observers: Sequence[DaemonObserver]) -> None:
+        self._observers = tuple(observers)
+
+    def wrap_log(self, log: Any) -> Any:
+        for observer in self._observers:
+            log = observer.wrap_log(log)
+        return log
+
+    def service_started(self, cycle_interval_seconds: float, alive: Callable[[], bool],
+                        store: StateStore, universe: Universe) -> None:
+        for observer in self._observers:
+            observer.service_started(cycle_interval_seconds, alive, store, universe)
+
+    def service_stopped(self) -> None:
+        for observer in self._observers:
+            observer.service_stopped()
+
+    def cycle_completed(self, outcome: CycleOutcome, seconds: float,
+                        store: StateStore) -> None:
+        for observer in self._observers:
+            observer.cycle_completed(outcome, seconds, store)
+
+    def cycle_failed(self, error: BaseException, seconds: float) -> None:
+        for observer in self._observers:
+            observer.cycle_failed(error, seconds)
+
+    def risk_watch_done(self, failed_steps: Sequence[str] | None,
+                        error: BaseException | None, store: StateStore) -> None:
+        for observer in self._observers:
+            observer.risk_watch_done(failed_steps, error, store)
