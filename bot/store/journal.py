@@ -8,13 +8,14 @@ price and fee of its own part, and a stale answer never takes a fill back.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import String, func, or_, select, type_coerce
+from sqlalchemy import Select, String, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from bot.domain.models import OrderIntent, OrderResult, OrderStatus
@@ -333,14 +334,19 @@ class OrderJournal:
 
     def orders(self, statuses: Iterable[OrderStatus] | None = None) -> list[OrderRow]:
         with self.session() as s:
-            q = select(OrderRow).order_by(OrderRow.created_at, OrderRow.client_id)
-            if statuses is not None:
-                q = q.where(OrderRow.status.in_([st.value for st in statuses]))
-            return list(s.scalars(q))
+            return list(s.scalars(_orders_query(
+                None if statuses is None else tuple(sorted(st.value for st in statuses)))))
 
     def fills(self) -> list[FillRow]:
         with self.session() as s:
             return list(s.scalars(select(FillRow).order_by(FillRow.id)))
+
+
+@functools.lru_cache(maxsize=16)
+def _orders_query(statuses: tuple[str, ...] | None) -> Select[OrderRow]:
+    """The journal listing, built once per set of statuses (reconcile asks every step)."""
+    q = select(OrderRow).order_by(OrderRow.created_at, OrderRow.client_id)
+    return q if statuses is None else q.where(OrderRow.status.in_(statuses))
 
 
 def _part_price(result: OrderResult, filled_before: Decimal,

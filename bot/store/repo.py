@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -141,7 +141,7 @@ class StateStore(OrderJournal, SectorMetricLog):
     # -- key/value -------------------------------------------------------------------------
     def get(self, key: str) -> Any:
         with self.session() as s:
-            value = s.execute(select(KeyValueRow.value).where(KeyValueRow.key == key)).scalar()
+            value = s.connection().execute(_KEY_VALUE, {"key": key}).scalar()
             return None if value is None else json.loads(value)
 
     def put(self, key: str, value: Any) -> None:
@@ -183,8 +183,7 @@ class StateStore(OrderJournal, SectorMetricLog):
     def active_kill_switch(self) -> KillSwitchRow | None:
         """The trip in force (newest uncleared), or None when the switch is armed."""
         with self.session() as s:
-            return s.scalars(select(KillSwitchRow).where(KillSwitchRow.cleared_at.is_(None))
-                             .order_by(KillSwitchRow.id.desc()).limit(1)).first()
+            return s.scalars(_ACTIVE_TRIP).first()
 
     def trip_kill_switch(self, reason: str, equity: Decimal | None = None,
                          high_water: Decimal | None = None,
@@ -192,8 +191,7 @@ class StateStore(OrderJournal, SectorMetricLog):
         """Record a trip; an already tripped switch is returned unchanged (one trip at a time).
         ``at`` is the venue's clock (the simulated one in replay); default now."""
         with self.session() as s:
-            active = s.scalars(select(KillSwitchRow).where(KillSwitchRow.cleared_at.is_(None))
-                               .order_by(KillSwitchRow.id.desc()).limit(1)).first()
+            active = s.scalars(_ACTIVE_TRIP).first()
             if active is not None:
                 return active
             row = KillSwitchRow(tripped_at=at or _utcnow(), reason=reason, equity=equity,
@@ -224,12 +222,13 @@ class StateStore(OrderJournal, SectorMetricLog):
         payload = json.dumps(decision_to_dict(decision), sort_keys=True)
         with self.session() as s:
             self._upsert(s, state or {})
-            if s.execute(select(DecisionRow.seq).where(
-                    DecisionRow.decision_id == decision.decision_id)).first() is not None:
+            conn = s.connection()
+            if conn.execute(_DECISION_KNOWN, {"id": decision.decision_id}).first() is not None:
                 return
-            seq = (s.scalar(select(func.max(DecisionRow.seq))) or 0) + 1
-            s.add(DecisionRow(decision_id=decision.decision_id, seq=seq, as_of=decision.as_of,
-                              action=decision.action, payload=payload, created_at=_utcnow()))
+            seq = (conn.execute(_LAST_DECISION_SEQ).scalar() or 0) + 1
+            conn.execute(_NEW_DECISION, [{
+                "decision_id": decision.decision_id, "seq": seq, "as_of": decision.as_of,
+                "action": decision.action, "payload": payload, "created_at": _utcnow()}])
 
     def last_decision(self) -> StoredDecision | None:
         with self.session() as s:
@@ -316,6 +315,16 @@ class StateStore(OrderJournal, SectorMetricLog):
                 return None
             return StoredSignalSnapshot(row.as_of, json.loads(row.payload),
                                         frozenset(json.loads(row.stale)))
+
+
+# Statements run every step, built once: constructing the expression cost more than the
+# database did (they are immutable and carry their values as bound parameters).
+_KEY_VALUE = select(KeyValueRow.value).where(KeyValueRow.key == bindparam("key"))
+_ACTIVE_TRIP = (select(KillSwitchRow).where(KillSwitchRow.cleared_at.is_(None))
+                .order_by(KillSwitchRow.id.desc()).limit(1))
+_DECISION_KNOWN = select(DecisionRow.seq).where(DecisionRow.decision_id == bindparam("id"))
+_LAST_DECISION_SEQ = select(func.max(DecisionRow.seq))
+_NEW_DECISION = insert(DecisionRow)
 
 
 def _stored(row: DecisionRow) -> StoredDecision:
