@@ -190,6 +190,11 @@ class SignalSettings(_Section):
     github_token: SecretStr | None = None
     """Optional (60 requests an hour without); a secret: environment or secrets file only."""
     github_refresh_hours: float = Field(24.0, gt=0)
+    coingecko: bool = True
+    coingecko_url: str = "https://api.coingecko.com/api/v3"
+    coingecko_api_key: SecretStr | None = None
+    """Optional CoinGecko demo key (sent as ``x-cg-demo-api-key``); a secret: environment or
+    secrets file only."""
 
 
 class AlertSettings(_Section):
@@ -233,6 +238,8 @@ class SectorSources:
     chains: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     repos: tuple[str, ...] = ()
+    coingecko_categories: tuple[str, ...] = ()
+    """CoinGecko category ids (``[sectors.X.coingecko] categories``): category attention."""
 
 
 class Settings(BaseSettings):
@@ -314,8 +321,9 @@ class Settings(BaseSettings):
         for key in SECRET_FIELDS:
             if data["exchange"].get(key) is not None:
                 data["exchange"][key] = "**********"
-        if data["signals"].get("github_token") is not None:
-            data["signals"]["github_token"] = "**********"
+        for key in ("github_token", "coingecko_api_key"):
+            if data["signals"].get(key) is not None:
+                data["signals"][key] = "**********"
         if data["state"].get("url") is not None:
             data["state"]["url"] = "**********"
         for key in ALERT_SECRET_FIELDS:
@@ -336,6 +344,9 @@ class Settings(BaseSettings):
             out += url_secrets(self.exchange.https_proxy.get_secret_value())
         if self.signals.github_token is not None and self.signals.github_token.get_secret_value():
             out.append(self.signals.github_token.get_secret_value())
+        gecko = self.signals.coingecko_api_key
+        if gecko is not None and gecko.get_secret_value():
+            out.append(gecko.get_secret_value())
         for key in ALERT_SECRET_FIELDS:
             value = getattr(self.alerts, key)
             if value is not None and value.get_secret_value():
@@ -394,7 +405,7 @@ def format_errors(exc: ValidationError) -> list[str]:
         ) else f" (got {value!r})"
         if any(s in loc for s in SECRET_FIELDS + ALERT_SECRET_FIELDS) or \
                 "github_token" in loc or \
-                "proxy" in loc or loc == "state.url":
+                "coingecko_api_key" in loc or "proxy" in loc or loc == "state.url":
             shown = ""
         lines.append(f"{loc}: {msg}{_without_url_credentials(shown)}")
     return lines
@@ -416,9 +427,11 @@ def load_settings(config_path: Path | None = None) -> Settings:
             if isinstance(data.get("exchange"), dict) and key in data["exchange"]
         ]
         signals = data.get("signals")
-        if isinstance(signals, dict) and "github_token" in signals:
-            problems.append("signals.github_token: secrets are refused in the config file; "
-                            "set SECTORBOT__SIGNALS__GITHUB_TOKEN or put it in a secrets_file")
+        for secret in ("github_token", "coingecko_api_key"):
+            if isinstance(signals, dict) and secret in signals:
+                problems.append(f"signals.{secret}: secrets are refused in the config file; "
+                                f"set SECTORBOT__SIGNALS__{secret.upper()} or put it in a "
+                                "secrets_file")
         alerts = data.get("alerts")
         problems += [
             f"alerts.{key}: secrets are refused in the config file; set "
@@ -545,13 +558,16 @@ def _sector_tables(data: dict[str, Any], problems: list[str]) -> dict[str, dict[
 
 
 def load_sector_sources(path: Path | None) -> dict[str, SectorSources]:
-    """Each sector's DefiLlama chains and categories, from the universe file."""
+    """Each sector's DefiLlama chains and categories, GitHub repositories and CoinGecko
+    categories, from the universe file."""
     data = _read_toml(path or bundled_universe_file(), "universe_file")
     problems: list[str] = []
     out: dict[str, SectorSources] = {}
-    tables = {"defillama": ("chains", "categories"), "github": ("repos",)}
+    tables = {"defillama": ("chains", "categories"), "github": ("repos",),
+              "coingecko": ("categories",)}
     for name, body in _sector_tables(data, problems).items():
         lists: dict[str, tuple[str, ...]] = {}
+        gecko: tuple[str, ...] = ()
         for provider, keys in tables.items():
             table = body.get(provider, {})
             if not isinstance(table, dict):
@@ -566,19 +582,27 @@ def load_sector_sources(path: Path | None) -> dict[str, SectorSources]:
                     problems.append(f"sectors.{name}.{provider}.{key}: expected a list of "
                                     "names")
                     value = []
-                lists[key] = tuple(value)
+                if provider == "coingecko":
+                    gecko = tuple(value)
+                else:
+                    lists[key] = tuple(value)
         for repo in lists.get("repos", ()):
             if repo.count("/") != 1 or repo.startswith("/") or repo.endswith("/"):
                 problems.append(f"sectors.{name}.github.repos: {repo!r} is not owner/name")
+        for category in gecko:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", category):
+                problems.append(f"sectors.{name}.coingecko.categories: {category!r} is not a "
+                                "CoinGecko category id (lower case, digits and '-', such as "
+                                "\"layer-1\")")
         out[name] = SectorSources(lists.get("chains", ()), lists.get("categories", ()),
-                                  lists.get("repos", ()))
+                                  lists.get("repos", ()), gecko)
     if problems:
         raise ConfigError(problems)
     return out
 
 
 UNIVERSE_KEYS = {"core", "sectors", "tokens"}
-SECTOR_KEYS = {"bucket", "cycle_stage", "tokens", "defillama", "github"}
+SECTOR_KEYS = {"bucket", "cycle_stage", "tokens", "defillama", "github", "coingecko"}
 
 
 def load_universe(path: Path | None) -> Universe:

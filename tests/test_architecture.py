@@ -65,10 +65,20 @@ def test_signal_sources_reach_a_venue_only_through_its_port() -> None:
 def test_signal_providers_do_not_import_each_other() -> None:
     """Each provider stands on the shared round machinery and the HTTP client alone."""
     sources = Path(__file__).resolve().parents[1] / "bot" / "sources"
-    providers = {"defillama", "github"}
+    providers = {"defillama", "github", "coingecko"}
     for name in sorted(providers):
         imported = imported_modules(sources / f"{name}.py")
         assert not {f"bot.sources.{other}" for other in providers - {name}} & imported, name
+
+
+def test_signal_sources_read_kept_history_through_a_callable_not_the_store() -> None:
+    """A provider that seeds its history from what the daemon kept (CoinGecko) is handed a
+    read-only callable by the wiring; bot/sources never imports the store or the service."""
+    sources = Path(__file__).resolve().parents[1] / "bot" / "sources"
+    offenders = {p.name: sorted(m for m in imported_modules(p)
+                                if m.split(".")[:2] in (["bot", "store"], ["bot", "service"]))
+                 for p in sorted(sources.glob("*.py"))}
+    assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_trading_code_reports_through_the_observer_port_only() -> None:

@@ -47,7 +47,7 @@ def valid_trials(study: optuna.Study) -> list[FrozenTrial]:
 #: Secret values a config file may hold inline (the config accepts them there): never copied.
 INLINE_SECRETS = (("state", "url"), ("exchange", "https_proxy"), ("exchange", "api_key"),
                   ("exchange", "api_secret"), ("exchange", "password"),
-                  ("signals", "github_token"))
+                  ("signals", "github_token"), ("signals", "coingecko_api_key"))
 
 
 def best_toml(values: Mapping[str, Any], base_file: Path | None, out: Path,

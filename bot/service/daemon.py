@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import FrameType
 from typing import Any
@@ -197,7 +197,8 @@ class Daemon:
         try:
             venue = build_venue(self.settings, load_universe(self.settings.universe_file),
                                 LOOKBACK_DAYS, self.log, halted=self.halted,
-                                stopping=self.stop_event.is_set)
+                                stopping=self.stop_event.is_set,
+                                metric_history=self._kept_metric_points)
         except VenueStartupError as exc:
             raise StartupError(str(exc)) from exc
         self.universe = venue.universe
@@ -213,6 +214,15 @@ class Daemon:
             raise
         self.driver = venue.clock
         return venue.signals
+
+    def _kept_metric_points(self) -> list[tuple[str, str, date, float]]:
+        """The sector figures kept as first seen, read-only: a provider that builds its
+        history as it runs (CoinGecko attention) starts from them after a restart. Called
+        at the providers' first round, once the store is open."""
+        store = getattr(self, "store", None)
+        if store is None:
+            return []
+        return [(r.sector, r.metric, r.day, r.value) for r in store.sector_metric_points()]
 
     def _take_ownership(self) -> None:
         """The store's owner lock, before the store is opened (and migrated): a refused

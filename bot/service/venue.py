@@ -21,6 +21,7 @@ from bot.domain.models import MarketKind, SectorSpec, TokenSpec, Universe
 from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryPolicy
 from bot.exchange.port import ExchangeError
 from bot.service.clock import WallClock
+from bot.sources.coingecko import CoinGeckoCategories, HistoryReader
 from bot.sources.defillama import DefiLlamaSectors
 from bot.sources.github import GitHubActivity
 from bot.sources.http_client import HttpPolicy, PoliteClient
@@ -97,12 +98,15 @@ def listed_universe(universe: Universe, exchange: CcxtExchange, log: Any) -> Uni
 
 def build_venue(settings: Settings, universe: Universe, lookback_days: int,
                 log: Any, halted: threading.Event | None = None,
-                stopping: Callable[[], bool] | None = None) -> VenueSetup:
+                stopping: Callable[[], bool] | None = None,
+                metric_history: HistoryReader | None = None) -> VenueSetup:
     """Adapter, venue-restricted universe, signal source and clock for a non-paper mode.
 
     This is the start-up check, before anything is scheduled or written: markets are
     loaded (an unreachable venue shows now) and the balances read, because market data is
     public and refused keys would otherwise only show in the first cycle's signed request.
+    ``metric_history`` reads the sector figures kept so far (read-only), for the providers
+    that build their history as they run (CoinGecko category attention).
     """
     try:
         sources = load_sector_sources(settings.universe_file)
@@ -119,14 +123,18 @@ def build_venue(settings: Settings, universe: Universe, lookback_days: int,
         exchange.close()
         raise
     signals = VenueSignals(exchange, restricted.all_tokens(), lookback_days, log,
-                           sector_metrics=providers(settings, restricted, sources, stopping))
+                           sector_metrics=providers(settings, restricted, sources, stopping,
+                                                    metric_history))
     return VenueSetup(exchange, signals, restricted, WallClock())
 
 
 def providers(settings: Settings, universe: Universe, sources: Mapping[str, SectorSources],
-              stopping: Callable[[], bool] | None = None) -> list[RoundedProvider]:
-    """The sector-metrics providers switched on: DefiLlama (TVL, DEX volume) and GitHub
-    (commits). They go out the way the venue does: the operator's proxy and CA bundle."""
+              stopping: Callable[[], bool] | None = None,
+              metric_history: HistoryReader | None = None) -> list[RoundedProvider]:
+    """The sector-metrics providers switched on: DefiLlama (TVL, DEX volume, fees), GitHub
+    (commits) and CoinGecko (category attention, its history seeded from
+    ``metric_history``). They go out the way the venue does: the operator's proxy and CA
+    bundle."""
     conf, ex = settings.signals, settings.exchange
     sectors = {s.name for s in universe.sectors}
     mine = {n: src for n, src in sources.items() if n in sectors}
@@ -157,6 +165,14 @@ def providers(settings: Settings, universe: Universe, sources: Mapping[str, Sect
                                   refresh_every=timedelta(hours=conf.github_refresh_hours),
                                   round_budget_seconds=conf.round_budget_seconds,
                                   stopping=stopping))
+    if conf.coingecko and any(src.coingecko_categories for src in mine.values()):
+        headers = {"Accept": "application/json"}
+        if conf.coingecko_api_key is not None:
+            headers["x-cg-demo-api-key"] = conf.coingecko_api_key.get_secret_value()
+        out.append(CoinGeckoCategories(client(conf.coingecko_url, headers), mine,
+                                       refresh_every=timedelta(hours=conf.refresh_hours),
+                                       round_budget_seconds=conf.round_budget_seconds,
+                                       stopping=stopping, history=metric_history))
     return out
 
 
