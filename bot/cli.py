@@ -1,7 +1,8 @@
 """Command line: ``sectorbot run | check-config | status | explain | backtest | optimize``.
 
 Exit status: 0 success, 1 runtime failure, 2 invalid configuration or refused start (nothing
-was started and nothing was written).
+was started and nothing was written), 3 (``status``) a daemon holds the store but its last
+cycle is older than ``/healthz`` allows.
 """
 
 from __future__ import annotations
@@ -41,7 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(LIVE_FLAG, dest="live_ok", action="store_true",
                      help="required to start in live mode (real money)")
     with_config(sub.add_parser("check-config", help="print the effective config, secrets masked"))
-    with_config(sub.add_parser("status", help="positions, balances and last decision"))
+    status = with_config(sub.add_parser(
+        "status", help="whether a daemon runs, positions, P&L and last decision (exit 3: a "
+                       "running daemon's last cycle is stale)"))
+    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    for name, what in (("orders", "the journalled orders, newest last"),
+                       ("decisions", "the decisions, newest last (ids for `explain`)")):
+        listing = with_config(sub.add_parser(name, help=what))
+        listing.add_argument("--limit", type=int, default=20, metavar="N",
+                             help="the last N (default 20)")
+        listing.add_argument("--json", action="store_true", help="a JSON list on stdout")
     with_config(sub.add_parser("resume", help="clear a tripped kill switch"))
     with_config(sub.add_parser("healthcheck", help="exit 0 if the running daemon's /healthz "
                                                    "says healthy (Docker HEALTHCHECK)"))
@@ -106,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(settings.public_dict(), indent=2, sort_keys=True))
         return EXIT_OK
     if args.command == "status":
-        return _status(settings)
+        return _status(settings, args.json)
+    if args.command in ("orders", "decisions"):
+        return _listing(settings, args.command, args.limit, args.json)
     if args.command == "explain":
         return _explain(settings, args.decision_id)
     if args.command == "healthcheck":
@@ -372,14 +384,50 @@ def _open_store(settings: Settings, read_only: bool = False):  # type: ignore[no
         return fail_config([f"state: {exc}"])
 
 
-def _status(settings: Settings) -> int:
+def _status(settings: Settings, as_json: bool = False) -> int:
+    """Exit 3 (``EXIT_STALLED``) when a daemon holds the store and its last cycle is older
+    than /healthz allows."""
     store = _open_store(settings, read_only=True)
     if isinstance(store, int):
         return store
     try:
-        from bot.service.status import render_status
+        from bot.service.status import (
+            EXIT_STALLED,
+            daemon_state,
+            render_status,
+            status_json,
+        )
+        from bot.store.engine import parse_target
+        from bot.store.owner import holder_of
 
-        print(render_status(store))
+        state = daemon_state(store, settings, holder_of(parse_target(settings.state.target())))
+        if as_json:
+            print(json.dumps(status_json(store, state), sort_keys=True))
+        else:
+            print(render_status(store, state))
+    finally:
+        store.close()
+    return EXIT_STALLED if state.stalled else EXIT_OK
+
+
+def _listing(settings: Settings, what: str, limit: int, as_json: bool) -> int:
+    """``sectorbot orders`` / ``decisions``: the last ``limit`` rows, read-only."""
+    if limit < 1:
+        return fail_config(["--limit: must be at least 1"])
+    store = _open_store(settings, read_only=True)
+    if isinstance(store, int):
+        return store
+    from bot.service import status as st
+
+    try:
+        if what == "orders":
+            orders = st.recent_orders(store, limit)
+            print(json.dumps([st.order_json(o) for o in orders], sort_keys=True) if as_json
+                  else st.render_orders(orders))
+        else:
+            decisions = st.recent_decisions(store, limit)
+            print(json.dumps([st.decision_json(d, n) for d, n in decisions], sort_keys=True)
+                  if as_json else st.render_decisions(decisions))
     finally:
         store.close()
     return EXIT_OK
@@ -435,6 +483,9 @@ def _explain(settings: Settings, decision_id: str | None) -> int:
             return EXIT_FAILURE
         universe = load_universe(settings.universe_file)
         print(render_decision(decision_from_dict(stored.payload), universe))
+        from bot.service.status import execution_json, render_execution
+
+        print(render_execution(execution_json(store, stored.decision_id)))
     finally:
         store.close()
     return EXIT_OK

@@ -88,6 +88,7 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
+    _route_stdlib("apscheduler", level, renderer, out)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -103,6 +104,46 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+
+
+STDLIB_LOG_EVENT = "scheduler.log"
+"""The event name of a line APScheduler logged (its text in ``message``)."""
+
+
+def _stdlib_event(_logger: Any, _method: str,
+                  event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A library's free-text message under a stable event name (the log is a contract)."""
+    record = event_dict.get("_record")
+    event_dict["message"] = event_dict.get("event")
+    event_dict["event"] = STDLIB_LOG_EVENT
+    event_dict["logger"] = record.name if record is not None else None
+    return event_dict
+
+
+def _route_stdlib(name: str, level: str, renderer: Any, out: TextIO) -> None:
+    """The stdlib logger ``name`` (APScheduler's) through the same processors and renderer as
+    structlog, on the same stream, instead of Python's last-resort handler printing plain
+    text on stderr. Warnings and up only: APScheduler says "Running job" at info twice per
+    run, every minute."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            _stdlib_event,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    stdlib = logging.getLogger(name)
+    stdlib.handlers = [handler]
+    stdlib.propagate = False
+    stdlib.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
 
 
 def get_logger(**bound: Any) -> Any:

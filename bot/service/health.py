@@ -93,6 +93,23 @@ def stale_after(interval: float) -> float:
     return STALE_FACTOR * interval + STALE_GRACE_SECONDS
 
 
+def stall_reason(interval: float | None, last_cycle_at: datetime | None,
+                 started_at: datetime | None, now: datetime) -> str | None:
+    """Why the daemon counts as stalled, None if it does not: no cycle completed for more
+    than :func:`stale_after` the interval, counted from the start before the first cycle.
+    ``/healthz`` and ``sectorbot status`` judge by this one rule."""
+    since = last_cycle_at or started_at
+    if interval is None or since is None:
+        return None
+    limit = stale_after(interval)
+    waited = (now - since).total_seconds()
+    if waited <= limit:
+        return None
+    what = "no cycle completed" if last_cycle_at is None else "last cycle completed"
+    return (f"{what} for {waited:.0f}s > {limit:.0f}s ({STALE_FACTOR:g} x {interval:g}s "
+            f"interval + {STALE_GRACE_SECONDS:g}s)")
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -104,14 +121,11 @@ def health_report(facts: HealthFacts, now: datetime | None = None) -> tuple[bool
     if not facts.scheduler_alive:
         reasons.append("scheduler not running")
     interval = facts.cycle_interval_seconds
-    since = facts.last_cycle_at or facts.service_started_at
     age = None if facts.last_cycle_at is None else (now - facts.last_cycle_at).total_seconds()
     limit = None if interval is None else stale_after(interval)
-    if limit is not None and since is not None and (now - since).total_seconds() > limit:
-        what = ("no cycle completed" if facts.last_cycle_at is None
-                else "last cycle completed")
-        reasons.append(f"{what} for {(now - since).total_seconds():.0f}s > {limit:.0f}s "
-                       f"({STALE_FACTOR:g} x {interval:g}s interval + {STALE_GRACE_SECONDS:g}s)")
+    stalled = stall_reason(interval, facts.last_cycle_at, facts.service_started_at, now)
+    if stalled is not None:
+        reasons.append(stalled)
     reachable = (None if facts.venue_attempts == 0
                  else facts.venue_consecutive_failures == 0)
     if facts.venue_consecutive_failures >= VENUE_FAILURES_UNHEALTHY:

@@ -265,8 +265,54 @@ def _advisory_key(database: str, schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def holder_of(target: StoreTarget) -> Holder | None:
+    """Who holds the store's owner lock now, None if nobody: asked without taking it, so a
+    daemon starting at that moment is never refused because of the question (``status``).
+    SQLite: the kernel's lock table (``/proc/locks``) where there is one, else a shared
+    ``flock`` tried and dropped at once. PostgreSQL: ``pg_locks``."""
+    if target.path is None:
+        engine = create_engine(target.url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                database, schema = conn.execute(
+                    text("SELECT current_database(), current_schema()")).one()
+                return _pg_holder_or_none(conn, _advisory_key(str(database), str(schema)))
+        finally:
+            engine.dispose()
+    database = target.path
+    if not database.exists():
+        return None
+    info = lock_path_for(database.resolve())
+    held = _flocked(database)
+    return None if not held else _read_holder(info)
+
+
+def _flocked(database: Path) -> bool:
+    st = database.stat()
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        table = None
+    if table is not None:  # "1: FLOCK ADVISORY WRITE <pid> <maj>:<min>:<inode> 0 EOF"
+        # The inode alone: an overlay file system may name another device than stat does.
+        return any(" FLOCK " in line and f":{st.st_ino} " in line
+                   for line in table.splitlines())
+    fd = os.open(database, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock, if it was taken
+    return False
+
+
 def _pg_holder(conn: Connection, key: int) -> Holder:
     """The holder as its connection named itself: ``sectorbot-owner <pid>@<host> <since>``."""
+    return _pg_holder_or_none(conn, key) or Holder()
+
+
+def _pg_holder_or_none(conn: Connection, key: int) -> Holder | None:
     row = conn.execute(text(
         "SELECT a.application_name, a.client_addr::text, a.backend_start "
         "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
@@ -274,7 +320,7 @@ def _pg_holder(conn: Connection, key: int) -> Holder:
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
         "AND ((l.classid::bigint << 32) | l.objid::bigint) = :k LIMIT 1"), {"k": key}).first()
     if row is None:
-        return Holder()
+        return None
     name = str(row[0] or "")
     if name.startswith(APPLICATION_PREFIX + " "):
         try:
