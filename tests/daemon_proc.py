@@ -16,11 +16,12 @@ def env_for(state: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECTORBOT__")}
     env["PYTHONPATH"] = str(REPO)
     env["SECTORBOT__STATE__PATH"] = str(state)
-    # No test reaches the internet: a test that wants sector metrics serves DefiLlama or
-    # GitHub on loopback (tests/defillama_server.py, tests/github_server.py) and turns the
-    # provider back on.
+    # No test reaches the internet: a test that wants sector metrics serves DefiLlama, GitHub
+    # or CoinGecko on loopback (tests/defillama_server.py, tests/github_server.py,
+    # tests/coingecko_server.py) and turns the provider back on.
     env["SECTORBOT__SIGNALS__DEFILLAMA"] = "false"
     env["SECTORBOT__SIGNALS__GITHUB"] = "false"
+    env["SECTORBOT__SIGNALS__COINGECKO"] = "false"
     # A service-mode daemon serves /healthz on a port of its own (two tests' daemons, or a
     # real one on this machine, must not meet on the default port).
     env["SECTORBOT__HTTP__PORT"] = "0"

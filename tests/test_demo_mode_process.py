@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,8 @@ tokens = ["SOL"]
 chains = ["Solana", "Avalanche"]
 [sectors.L1.github]
 repos = ["solana-labs/solana", "ava-labs/avalanchego"]
+[sectors.L1.coingecko]
+categories = ["smart-contract-platform", "layer-1"]
 
 [sectors.ORACLES]
 cycle_stage = 1
@@ -216,6 +218,8 @@ cycle_stage = 2
 tokens = ["ARB"]
 [sectors.L2.defillama]
 chains = ["Arbitrum", "Optimism"]
+[sectors.L2.coingecko]
+categories = ["layer-2"]
 
 [sectors.DEX]
 cycle_stage = 3
@@ -224,44 +228,87 @@ tokens = ["UNI"]
 categories = ["Dexs"]
 [sectors.DEX.github]
 repos = ["Uniswap/v4-core"]
+[sectors.DEX.coingecko]
+categories = ["decentralized-exchange"]
 
 [sectors.LENDING]
 cycle_stage = 3
 tokens = ["AAVE"]
 [sectors.LENDING.defillama]
 categories = ["Lending", "CDP"]
+[sectors.LENDING.coingecko]
+categories = ["lending-borrowing"]
 """
+
+
+def keep_attention_history(state: Path, last: date) -> None:
+    """40 days of category volume per mapped sector, as an earlier run of the daemon would
+    have kept them (``sector_metric_points``): CoinGecko gives today's figure only, so
+    attention (7 days against the 28 before) needs what was kept. Each sector's volume
+    grows at its own pace, so the cross-sectional z-scores are not all zero."""
+    from bot.domain.models import Series
+    from bot.store.repo import StateStore
+
+    store = StateStore(state)
+    try:
+        days = [last - timedelta(days=n) for n in range(39, -1, -1)]
+        pace = {"L1": 0.002, "L2": 0.01, "DEX": -0.004, "LENDING": 0.006}
+        def grown(start: float, rate: float) -> Series:
+            return Series(tuple(
+                (datetime.combine(d + timedelta(days=1), datetime.min.time(), tzinfo=UTC),
+                 start * (1 + rate) ** i) for i, d in enumerate(days)))
+
+        store.record_sector_metrics({sector: {"category_volume_usd": grown(1e9, rate),
+                                              "category_mcap_usd": grown(2e10, rate / 2)}
+                                     for sector, rate in pace.items()},
+                                    datetime.now(UTC) - timedelta(days=1))
+    finally:
+        store.close()
 
 
 @pytest.mark.process
 def test_demo_decisions_see_sector_tvl_volume_and_dev_activity(emu: BinanceEmulator,
                                                       tmp_path: Path) -> None:
-    """In demo mode the engine scores sectors on TVL, DEX volume and developer activity too,
-    not on prices and funding alone: DefiLlama and GitHub (served on loopback) feed those
-    columns of explain; a sector with no source shows them missing, not zero."""
+    """In demo mode the engine scores sectors on TVL, DEX volume, fees, developer activity
+    and category attention too, not on prices and funding alone: DefiLlama, GitHub and
+    CoinGecko (served on loopback) feed those columns of explain; a sector with no source
+    shows them missing, not zero. Attention needs five weeks of daily figures: the store
+    holds 40 days kept by an earlier run (keep_attention_history), which the restarted
+    daemon's CoinGecko provider reads back."""
+    from tests.coingecko_server import CoinGeckoFake
     from tests.defillama_server import DefiLlamaFake, serve
     from tests.github_server import GitHubFake
 
     universe = tmp_path / "sectors.toml"
     universe.write_text(UNIVERSE_WITH_TVL)
-    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
-    fake = DefiLlamaFake(last_day=yesterday)
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    # DefiLlama's series end today (the day so far, never read as a close): the recorded
+    # Compound fees end three days before the others, and would be too old otherwise.
+    fake = DefiLlamaFake(last_day=today)
     github = GitHubFake(datetime.now(UTC).date(),
                         {"solana-labs/solana", "ava-labs/avalanchego", "Uniswap/v4-core"})
-    with serve(fake) as url, serve(github) as github_url:
+    gecko = CoinGeckoFake()
+    keep_attention_history(tmp_path / "state.sqlite3", yesterday)
+    with serve(fake) as url, serve(github) as github_url, serve(gecko) as gecko_url:
         proc = run_demo(emu, tmp_path, "--once", SECTORBOT__UNIVERSE_FILE=str(universe),
                         SECTORBOT__SIGNALS__DEFILLAMA="true",
                         SECTORBOT__SIGNALS__DEFILLAMA_URL=url,
                         SECTORBOT__SIGNALS__GITHUB="true",
                         SECTORBOT__SIGNALS__GITHUB_URL=github_url,
+                        SECTORBOT__SIGNALS__COINGECKO="true",
+                        SECTORBOT__SIGNALS__COINGECKO_URL=gecko_url,
                         SECTORBOT__SIGNALS__MIN_INTERVAL_SECONDS="0")
     assert proc.returncode == 0, proc.stderr
     evs = events(proc.stdout)
     [refreshed] = named(evs, "signals.refreshed")
-    assert refreshed["metrics"] == ["dev_commits", "tvl_usd", "volume_usd"]
+    assert refreshed["metrics"] == ["category_mcap_usd", "category_volume_usd", "dev_commits",
+                                    "fees_usd", "tvl_usd", "volume_usd"]
     assert refreshed["stale"] == 0
     assert fake.count("/v2/historicalChainTvl/") == 4 and fake.count("/protocols") == 1
     assert fake.count("/overview/dexs") == 5  # 4 chains of L1 and L2, and every DEX
+    assert fake.count("/overview/fees") == 5  # 4 chains, and the breakdown once
+    assert gecko.count("/coins/categories") == 1  # once for every sector and metric
     explain = subprocess.run(
         [sys.executable, "-m", "bot", "explain", "--config", str(tmp_path / "demo.toml")],
         cwd=tmp_path, env=env_for(tmp_path / "state.sqlite3",
@@ -287,6 +334,10 @@ def test_demo_decisions_see_sector_tvl_volume_and_dev_activity(emu: BinanceEmula
     assert [rows[s][dev] != "-" for s in ("L1", "L2", "DEX", "LENDING", "ORACLES")] == \
         [True, False, True, False, False]
     assert github.count("/repos/") == 3
+    for column in ("fees", "attention"):  # every sector with a source, none without
+        at = header.index(column)
+        assert [rows[s][at] != "-" for s in ("L1", "L2", "DEX", "LENDING", "ORACLES")] == \
+            [True, True, True, True, False], (column, rows)
 
     # What the decision read was kept as first seen: exported in the replay format, it
     # reads back as the same figures.
@@ -303,7 +354,8 @@ def test_demo_decisions_see_sector_tvl_volume_and_dev_activity(emu: BinanceEmula
 
     kept = read_metrics(out)
     assert set(kept) == {"L1", "L2", "DEX", "LENDING"}
-    assert set(kept["L1"]) == {"tvl_usd", "volume_usd", "dev_commits"}
+    assert set(kept["L1"]) == {"tvl_usd", "volume_usd", "dev_commits", "fees_usd",
+                               "category_volume_usd", "category_mcap_usd"}
     solana, avalanche = (fake.answer(f"/v2/historicalChainTvl/{c}")[2] for c in
                          ("Solana", "Avalanche"))
     expected = {}

@@ -2,7 +2,8 @@
 
 Paper mode reads the replay data (as of the close of its last day, or ``--as-of``); the
 venue modes read the venue and the signal providers exactly as a cycle does. Nothing is
-written and no order is sent: no state store is opened, so it runs beside a daemon.
+written and no order is sent: the state store is only read (the daily category figures a
+daemon kept, which CoinGecko attention needs as history), so it runs beside a daemon.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from bot.domain.market_view import MarketView
 from bot.domain.models import MarketSnapshot, Universe
 from bot.domain.signals import SignalReport, score_sectors
 
-METRICS = ("tvl_usd", "volume_usd", "dev_commits")
+METRICS = ("tvl_usd", "volume_usd", "fees_usd", "dev_commits", "category_volume_usd")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def current_table(settings: Settings, log: Any, as_of: date | None = None) -> Si
         return build_table(snapshot, universe, settings, f"replay data {data_dir}")
     from bot.service.venue import build_venue
 
-    venue = build_venue(settings, load_universe(settings.universe_file), LOOKBACK_DAYS, log)
+    venue = build_venue(settings, load_universe(settings.universe_file), LOOKBACK_DAYS, log,
+                        metric_history=lambda: kept_metric_points(settings))
     try:
         snapshot = venue.signals.snapshot(venue.clock.as_of())
     finally:
@@ -82,3 +84,17 @@ def current_table(settings: Settings, log: Any, as_of: date | None = None) -> Si
         venue.exchange.close()
     return build_table(snapshot, venue.universe, settings,
                        f"{settings.exchange.name} {settings.mode}")
+
+
+def kept_metric_points(settings: Settings) -> list[tuple[str, str, date, float]]:
+    """The sector figures a daemon kept, read-only; none when there is no store yet."""
+    from bot.store.repo import StateStore
+
+    target = settings.state.target()
+    if settings.state.url is None and not settings.state.path.exists():
+        return []
+    store = StateStore(target, read_only=True)
+    try:
+        return [(r.sector, r.metric, r.day, r.value) for r in store.sector_metric_points()]
+    finally:
+        store.close()
