@@ -4,6 +4,7 @@ directory it may write."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -144,3 +145,135 @@ def test_the_image_serves_healthz_and_its_healthcheck_asks_it(
     service = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())[
         "services"]["sectorbot"]
     assert service["ports"] == [f"127.0.0.1:{http.port}:{http.port}"]
+
+
+# -- Kubernetes and the monitoring profile -------------------------------------------------
+def _k8s() -> dict[str, dict]:  # type: ignore[type-arg]
+    """Every object in deploy/k8s by kind."""
+    out = {}
+    for path in sorted((REPO / "deploy" / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            out[doc["kind"]] = doc
+    return out
+
+
+def test_k8s_runs_one_daemon_per_store_probed_on_healthz() -> None:
+    """Two pods on one store would trade the account twice: one replica, and Recreate so a
+    rollout stops the old daemon (and its owner lock) before the new one starts."""
+    objs = _k8s()
+    kustomize = yaml.safe_load((REPO / "deploy" / "k8s" / "kustomization.yaml").read_text())
+    assert sorted(kustomize["resources"]) == sorted(
+        p.name for p in (REPO / "deploy" / "k8s").glob("*.yaml") if p.stem != "kustomization")
+    deploy = objs["Deployment"]["spec"]
+    assert deploy["replicas"] == 1 and deploy["strategy"] == {"type": "Recreate"}
+    pod = deploy["template"]["spec"]
+    (container,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/healthz" and ports.get(get["port"], get["port"]) == 9310
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    uid = re.search(r"--uid (\d+)", (REPO / "Dockerfile").read_text())
+    assert uid and pod["securityContext"]["runAsUser"] == int(uid.group(1))
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == \
+        objs["PersistentVolumeClaim"]["metadata"]["name"]
+    assert not mounts["state"].get("readOnly") and mounts["config"]["readOnly"] is True
+    assert objs["Service"]["spec"]["ports"][0]["port"] == 9310
+
+
+def test_k8s_secret_holds_placeholders_and_the_configmap_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    objs = _k8s()
+    secret = objs["Secret"]
+    values = {**secret.get("stringData", {}), **secret.get("data", {})}
+    assert values and set(values.values()) == {"REPLACE_ME"}
+    assert all(key.startswith("SECTORBOT__") for key in values)
+    config = objs["ConfigMap"]["data"]
+    container = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "config")
+    (name,) = config
+    assert container["args"] == ["run", "--config", f"{mount}/{name}"]
+    (tmp_path / name).write_text(config[name])
+    for key in [k for k in os.environ if k.startswith("SECTORBOT__")]:
+        monkeypatch.delenv(key)
+    for key, value in {**_dockerfile_env(), **values}.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(tmp_path / name)  # the daemon's config, secrets and image env
+    assert settings.state.path == Path("/data/sectorbot.sqlite3")
+    data = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "state")
+    assert settings.state.path.parent == Path(data)
+    assert settings.http.enabled and settings.http.port == 9310
+    assert not settings.alerts.enabled
+
+
+def _exported_series() -> tuple[set[str], set[str]]:
+    """(metric families, every series name a query may use) from a real /metrics scrape of
+    the daemon's registry."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bot.service.metrics import DaemonMetrics
+
+    families = list(text_string_to_metric_families(DaemonMetrics().render().decode()))
+    names: set[str] = set()
+    suffixes = {"counter": ("_total", "_created"), "gauge": ("",),
+                "histogram": ("_bucket", "_count", "_sum", "_created")}
+    for family in families:
+        names.update(family.name + suffix for suffix in suffixes[family.type])
+    # The text format gives each counter's ``_created`` timestamp a gauge family of its own.
+    return {f.name for f in families if not f.name.endswith("_created")}, names
+
+
+def _used(exprs: list[str]) -> set[str]:
+    return {m for e in exprs for m in re.findall(r"\bsectorbot_[a-z_]+", e)}
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_daemon_exports() -> None:
+    monitoring = REPO / "deploy" / "monitoring"
+    dashboard = json.loads((monitoring / "grafana" / "dashboards" / "sectorbot.json")
+                           .read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    families, series = _exported_series()
+    used = _used(exprs)
+    assert used and used <= series, sorted(used - series)
+    assert {f for f in families if any(u.startswith(f) for u in used)} == families
+    rules = yaml.safe_load((monitoring / "rules.yml").read_text())
+    rule_exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    assert _used(rule_exprs) <= series
+    datasource = yaml.safe_load((monitoring / "grafana" / "provisioning" / "datasources" /
+                                 "prometheus.yml").read_text())["datasources"][0]
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    assert uids == {datasource["uid"]}
+
+
+def test_the_monitoring_profile_scrapes_the_port_the_daemon_serves(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert "profiles" not in services["sectorbot"]  # `docker compose up` is still the bot
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+        assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"])
+    scrape = yaml.safe_load((REPO / "deploy" / "monitoring" / "prometheus.yml").read_text())
+    (job,) = scrape["scrape_configs"]
+    (target,) = job["static_configs"][0]["targets"]
+    host, port = target.rsplit(":", 1)
+    for key in [k for k in os.environ if k.startswith("SECTORBOT__")]:
+        monkeypatch.delenv(key)
+    for key, value in _dockerfile_env().items():
+        monkeypatch.setenv(key, value)
+    assert host in services and int(port) == load_settings(None).http.port
+    assert job["metrics_path"] == "/metrics"
+    mounts = {v.split(":")[1] for v in services["grafana"]["volumes"] if v.startswith(".")}
+    provider = yaml.safe_load((REPO / "deploy" / "monitoring" / "grafana" / "provisioning" /
+                               "dashboards" / "sectorbot.yml").read_text())["providers"][0]
+    assert provider["options"]["path"] in mounts
+    for volume in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("."):
+            assert (REPO / "deploy" / source).exists(), source
