@@ -169,9 +169,11 @@ def test_k8s_runs_one_daemon_per_store_probed_on_healthz() -> None:
     pod = deploy["template"]["spec"]
     (container,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe in ("livenessProbe", "readinessProbe"):
+    # Ready when healthy; restarted only when stalled (a restart cures neither a tripped
+    # kill switch nor a venue outage: liveness on /healthz would restart-loop the pod).
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/healthz")):
         get = container[probe]["httpGet"]
-        assert get["path"] == "/healthz" and ports.get(get["port"], get["port"]) == 9310
+        assert get["path"] == path and ports.get(get["port"], get["port"]) == 9310
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     uid = re.search(r"--uid (\d+)", (REPO / "Dockerfile").read_text())
     assert uid and pod["securityContext"]["runAsUser"] == int(uid.group(1))

@@ -26,7 +26,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.service.health import HealthFacts, HealthState, health_report, stale_after
+from bot.service.health import (
+    HealthFacts,
+    HealthState,
+    health_report,
+    liveness_report,
+    stale_after,
+)
 from bot.service.telemetry import Telemetry
 from tests.browser import screenshot_bytes
 from tests.daemon_proc import env_for, events, named, run_cli
@@ -59,6 +65,21 @@ def test_the_last_cycle_age_decides_once_cycles_run() -> None:
     healthy, body = health_report(done, T0 + timedelta(hours=7, seconds=61))
     assert not healthy and body["reasons"] == [
         "last cycle completed for 7261s > 7260s (2 x 3600s interval + 60s)"]
+
+
+def test_liveness_fails_only_when_the_daemon_stopped_working() -> None:
+    """/livez is what an orchestrator restarts on: a tripped kill switch or a venue outage
+    makes the daemon unhealthy but alive (a restart cures neither); a stopped scheduler
+    or stalled cycles make it dead."""
+    now = T0 + timedelta(hours=1)
+    tripped = facts(kill_switch_reason="drawdown 26% >= 25%", venue_attempts=3,
+                    venue_consecutive_failures=3, last_cycle_at=now, cycles_completed=1)
+    assert not health_report(tripped, now)[0]
+    alive, body = liveness_report(tripped, now)
+    assert alive and body["status"] == "alive" and body["reasons"] == []
+    assert not liveness_report(facts(scheduler_alive=False), now)[0]
+    dead, body = liveness_report(facts(), T0 + timedelta(seconds=stale_after(3600.0) + 1))
+    assert not dead and "no cycle completed" in body["reasons"][0]
 
 
 def test_scheduler_venue_and_kill_switch_each_make_it_unhealthy() -> None:
@@ -310,6 +331,8 @@ def test_a_tripped_kill_switch_makes_healthz_503(service: Service) -> None:
     health = json.loads(body)
     assert health["kill_switch"]["reason"] == "operator drill <b>"
     assert any(r.startswith("kill switch tripped") for r in health["reasons"])
+    code, body, _ = service.get("/livez")  # unhealthy, but alive: nothing for a restart
+    assert code == 200 and json.loads(body)["status"] == "alive", body
     metrics = scrape(service.get("/metrics")[1])
     assert metrics[("sectorbot_kill_switch_tripped", ())] == 1
     page = service.get("/")[1]

@@ -157,3 +157,22 @@ def health_report(facts: HealthFacts, now: datetime | None = None) -> tuple[bool
         "checked_at": now.isoformat(),
     }
     return healthy, body
+
+
+def liveness_report(facts: HealthFacts,
+                    now: datetime | None = None) -> tuple[bool, dict[str, Any]]:
+    """Judge only whether the process still works (``/livez``): its scheduler runs and its
+    cycles complete. A restart cures nothing else: a tripped kill switch stays tripped in
+    the store and a venue outage outlives the pod, so an orchestrator that restarted on
+    ``/healthz`` would loop a daemon that is doing exactly what it should."""
+    now = now or datetime.now(UTC)
+    reasons: list[str] = []
+    if not facts.scheduler_alive:
+        reasons.append("scheduler not running")
+    stalled = stall_reason(facts.cycle_interval_seconds, facts.last_cycle_at,
+                           facts.service_started_at, now)
+    if stalled is not None:
+        reasons.append(stalled)
+    return not reasons, {"status": "alive" if not reasons else "stalled", "reasons": reasons,
+                         "checked_at": now.isoformat()}
+

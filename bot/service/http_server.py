@@ -1,6 +1,6 @@
-"""The monitoring endpoint of a daemon run as a service: ``/healthz``, ``/metrics``, ``/``.
+"""The monitoring endpoint of a service daemon: ``/healthz``, ``/livez``, ``/metrics``, ``/``.
 
-The standard library's ``ThreadingHTTPServer`` on a daemon thread: three read-only routes
+The standard library's ``ThreadingHTTPServer`` on a daemon thread: four read-only routes
 need no framework, and prometheus-client's own server would serve ``/metrics`` only. Nothing
 here may hold up or break trading: requests read the health snapshot and the metrics
 registry (never the venue, never the daemon's trading lock) and the dashboard reads the
@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from bot.config import HttpSettings, Settings
 from bot.service.dashboard import DashboardSource
-from bot.service.health import health_report
+from bot.service.health import health_report, liveness_report
 from bot.service.telemetry import Telemetry
 
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -67,6 +67,10 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/healthz":
                 healthy, body = health_report(self.server.telemetry.health.facts())
                 self._send(200 if healthy else 503, "application/json",
+                           json.dumps(body, sort_keys=True).encode(), head)
+            elif path == "/livez":
+                alive, body = liveness_report(self.server.telemetry.health.facts())
+                self._send(200 if alive else 503, "application/json",
                            json.dumps(body, sort_keys=True).encode(), head)
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, self.server.telemetry.metrics.render(),
@@ -136,7 +140,7 @@ def start_monitoring(settings: Settings, telemetry: Telemetry, log: Any,
         return None
     monitor = MonitoringServer(server, dashboard)
     log.info("http.listening", host=http.host, port=monitor.port,
-             endpoints=["/healthz", "/metrics", "/"])
+             endpoints=["/healthz", "/livez", "/metrics", "/"])
     return monitor
 
 
