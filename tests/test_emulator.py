@@ -203,6 +203,32 @@ def test_accept_then_fail_records_the_order_but_answers_503(emu: BinanceEmulator
     assert [o.client_id for o in emu.book.orders.values()] == ["lost"]
 
 
+@pytest.mark.parametrize("after", [False, True])
+def test_reset_fault_drops_the_connection_before_or_after_processing(emu: BinanceEmulator,
+                                                                     after: bool) -> None:
+    emu.inject_reset(path="/fapi/v1/order", after_processing=after)
+    with pytest.raises(requests.ConnectionError):
+        market(emu, "BUY", "1", "reset-1")
+    assert [o.client_id for o in emu.book.orders.values()] == (["reset-1"] if after else [])
+    assert market(emu, "BUY", "1", "reset-2").status_code == 200  # one fault, then normal
+
+
+def test_frozen_market_data_is_stale_while_the_account_moves_on(emu: BinanceEmulator) -> None:
+    emu.freeze_market_data(lag_seconds=4 * 86_400)
+    emu.set_price("SOL", 120)
+    ticker = call(emu, "GET", "/fapi/v1/ticker/price", {"symbol": "SOLUSDT"}, signed=False)
+    assert ticker.json()["price"] == "150"
+    candles = call(emu, "GET", "/api/v3/klines", {"symbol": "SOLUSDT", "interval": "1d",
+                                                  "limit": "2"}, signed=False).json()
+    assert time.time() * 1000 - candles[-1][0] > 4 * 86_400_000
+    server = call(emu, "GET", "/fapi/v1/time", signed=False).json()["serverTime"]
+    assert abs(server - time.time() * 1000) < 5_000  # the venue's clock is never lagged
+    assert market(emu, "BUY", "1", "fill-1").json()["avgPrice"] == "120"
+    emu.thaw_market_data()
+    ticker = call(emu, "GET", "/fapi/v1/ticker/price", {"symbol": "SOLUSDT"}, signed=False)
+    assert ticker.json()["price"] == "120"
+
+
 def test_timeout_fault_answers_late(emu: BinanceEmulator) -> None:
     emu.inject_timeout(0.3, path="/fapi/v1/time")
     started = time.monotonic()

@@ -8,12 +8,17 @@ own fault and request records; serving, fault matching and the request log live 
 from __future__ import annotations
 
 import json
+import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, Protocol, Self, TypeVar
+
+RESET = 0
+"""A ``Reply`` status that means: answer nothing and reset the connection."""
 
 
 @dataclass
@@ -163,6 +168,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         reply = emulator.handle(self.command, self.path, self.headers, body)
+        if reply.status == RESET:
+            # A connection reset: no status line, no body; SO_LINGER 0 makes close() send a
+            # TCP RST instead of a FIN (``inject_reset``).
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
         try:
             self.send_response(reply.status)
             for name, value in {**reply.headers, **emulator.response_headers()}.items():

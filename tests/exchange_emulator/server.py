@@ -9,6 +9,7 @@ fault matches an optional method/path and fires ``times`` times.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import time
@@ -19,10 +20,18 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.exchange_emulator.book import Book, Instrument, VenueError
-from tests.exchange_emulator.http_base import EmulatorServer, Reply, fault_matches, json_reply
+from tests.exchange_emulator.http_base import (
+    RESET,
+    EmulatorServer,
+    Reply,
+    fault_matches,
+    json_reply,
+)
 from tests.exchange_emulator.routes import ROUTES, Route
 
 ORIGINAL_HOST_HEADER = "X-Emulator-Original-Host"
+MARKET_CLOCK = frozenset({"/api/v3/time", "/fapi/v1/time", "/api/v3/ping", "/fapi/v1/ping"})
+"""Public routes a stale market feed leaves alone (``freeze_market_data``)."""
 DEFAULT_INSTRUMENTS = (
     ("BTC", "60000", "0.1", "0.00001", "0.001", "100"),
     ("ETH", "3000", "0.01", "0.0001", "0.001", "20"),
@@ -62,7 +71,7 @@ class Recorded:
 class Fault:
     """One injected misbehaviour. ``times=None`` means until ``clear_faults``."""
 
-    kind: str  # latency | rate_limit | status | timeout | accept_then_fail | error
+    kind: str  # latency | rate_limit | status | timeout | accept_then_fail | error | reset
     method: str | None = None
     path: str | None = None
     times: int | None = 1
@@ -102,6 +111,7 @@ class BinanceEmulator(EmulatorServer[Fault, Recorded]):
         self.book = Book(list(instruments or default_instruments()),
                          spot_balances or {"USDT": Decimal("10000")}, futures_wallet,
                          duplicate_scope)
+        self._frozen: tuple[Book, int] | None = None
 
     # -- market and account control ------------------------------------------------------------
     def set_price(self, symbol: str, price: Decimal | str | float) -> list[int]:
@@ -150,6 +160,39 @@ class BinanceEmulator(EmulatorServer[Fault, Recorded]):
         return self.inject(Fault("error", method, path, times, status=status, code=code,
                                  msg=msg, when=when))
 
+    def inject_echo(self, status: int = 400, path: str | None = None,
+                    method: str | None = None, times: int | None = 1, code: int = -1100,
+                    html: bool = False) -> Fault:
+        """Refuse with an error body that echoes the request back, as some gateways and
+        WAFs do: the query string and form body (signature included) and the API-key
+        header. JSON with Binance's ``code`` (``html=False``) or an HTML error page."""
+        return self.inject(Fault("echo", method, path, times, status=status, code=code,
+                                 body="html" if html else None))
+
+    def inject_reset(self, path: str | None = None, method: str | None = None,
+                     times: int | None = 1, after_processing: bool = False) -> Fault:
+        """Reset the connection instead of answering (a TCP RST, no status line). With
+        ``after_processing`` the request takes effect first: an order exists that the client
+        never hears of."""
+        return self.inject(Fault("reset", method, path, times,
+                                 after_processing=after_processing))
+
+    # -- stale market data ---------------------------------------------------------------------
+    def freeze_market_data(self, lag_seconds: float = 0.0) -> None:
+        """From now on the public market routes (tickers, klines, premium index, exchange
+        info) answer from a copy of the instruments as they are now, with timestamps
+        ``lag_seconds`` old (the newest candle then closes that long ago), while the account
+        (fills, stops at the mark) goes on at the live prices: a stale feed. Server time is
+        never lagged. ``thaw_market_data`` ends it."""
+        with self._lock:
+            frozen = copy.copy(self.book)
+            frozen.instruments = {s: copy.copy(i) for s, i in self.book.instruments.items()}
+            self._frozen = (frozen, int(lag_seconds * 1000))
+
+    def thaw_market_data(self) -> None:
+        with self._lock:
+            self._frozen = None
+
     # -- request handling ----------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> _Reply:
         parts = urlsplit(raw_path)
@@ -179,12 +222,16 @@ class BinanceEmulator(EmulatorServer[Fault, Recorded]):
                                "2400 requests per minute. Please use the websocket for live "
                                "updates to avoid polling the API."},
                          {"Retry-After": str(fault.retry_after)})
+        if fault is not None and fault.kind == "echo":
+            return _echo(fault, method, path, query, text, headers)
         if fault is not None and fault.kind == "status":
             return _Reply(fault.status, (fault.body or "<html>Server Error</html>").encode(),
                           {"Content-Type": "text/html"})
         if fault is not None and fault.kind == "timeout" and not fault.after_processing:
             self._stopping.wait(fault.seconds)
             return _Reply(504, b"<html>Gateway Timeout</html>", {"Content-Type": "text/html"})
+        if fault is not None and fault.kind == "reset" and not fault.after_processing:
+            return _Reply(RESET, b"")
         route = ROUTES.get((method, path))
         if route is None:
             return _json(404, {"code": -1, "msg": f"emulator: no route {method} {path}"})
@@ -195,11 +242,17 @@ class BinanceEmulator(EmulatorServer[Fault, Recorded]):
                 raise VenueError(fault.code, fault.msg, fault.status)
             with self._lock:
                 now = self.book.clock()
-                data = route.handler(self.book, params, now)
+                frozen = self._frozen
+                if frozen is not None and not route.signed and path not in MARKET_CLOCK:
+                    data = route.handler(frozen[0], params, now - frozen[1])
+                else:
+                    data = route.handler(self.book, params, now)
         except VenueError as exc:
             return _json(exc.status, {"code": exc.code, "msg": exc.msg})
         if fault is not None and fault.kind == "timeout":
             self._stopping.wait(fault.seconds)
+        if fault is not None and fault.kind == "reset":
+            return _Reply(RESET, b"")
         if fault is not None and fault.kind == "accept_then_fail":
             return _Reply(fault.status,
                           (fault.body or "<html>503 Service Unavailable</html>").encode(),
@@ -222,6 +275,17 @@ class BinanceEmulator(EmulatorServer[Fault, Recorded]):
         now = self.book.clock()
         if stamp > now + 1000 or now - stamp > window:
             raise VenueError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+
+def _echo(fault: Fault, method: str, path: str, query: str, text: str,
+          headers: Any) -> _Reply:
+    """The request as a careless gateway echoes it (``inject_echo``)."""
+    seen = (f"{method} {path}?{query} body={text} "
+            f"X-MBX-APIKEY={headers.get('X-MBX-APIKEY')}")
+    if fault.body == "html":
+        return _Reply(fault.status, f"<html><body><h1>Bad Gateway</h1><pre>{seen}</pre>"
+                      "</body></html>".encode(), {"Content-Type": "text/html"})
+    return _json(fault.status, {"code": fault.code, "msg": f"Illegal request: {seen}"})
 
 
 def _strip_signature(raw: str) -> str:
