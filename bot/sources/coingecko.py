@@ -84,13 +84,14 @@ class CoinGeckoCategories(RoundedProvider):
         self._seed_problem: str | None = None
         self._as_of = datetime.now(UTC)
 
-    def refresh(self, as_of: datetime) -> None:
+    def begin_round(self, as_of: datetime) -> None:
+        """The round's clock (a reading is the figure of its day), and the kept history
+        before the first round."""
         with self._days_lock:
             if not self._seeded:
                 self._seeded = True
                 self._seed()
             self._as_of = as_of
-        super().refresh(as_of)
 
     def _seed(self) -> None:
         """The days kept before a restart: without them attention would need five weeks of

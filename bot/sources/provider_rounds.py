@@ -81,9 +81,13 @@ class RoundedProvider:
     def close(self) -> None:
         self.client.close()
 
+    def begin_round(self, as_of: datetime) -> None:
+        """Called at the start of every round, inside the round lock (nothing by default)."""
+
     def refresh(self, as_of: datetime) -> None:
         """One network round: fetch what is due, then publish it at once."""
         with self._round_lock:
+            self.begin_round(as_of)
             with self._lock:
                 due = [job for job in self.jobs
                        if job in self._failed or job not in self._kept
