@@ -134,7 +134,7 @@ class _PriceHistory:
     quote_volumes: _Track
     highs: _Track
     lows: _Track
-    bars: tuple[tuple[Decimal, Decimal, Decimal, Decimal], ...]
+    bars: _Bars
     """(open, high, low, close) per candle."""
     days: tuple[date, ...]
 
@@ -147,8 +147,40 @@ class _PriceHistory:
                                  for w, c in zip(times, candles, strict=True)])
 
         return cls(times, track("close"), track("quote_volume"), track("high"), track("low"),
-                   tuple((c.open, c.high, c.low, c.close) for c in candles),
+                   _Bars.of([(c.open, c.high, c.low, c.close) for c in candles]),
                    tuple(c.day for c in candles))
+
+
+class _Bars:
+    """Each candle's exact (open, high, low, close), packed as one text per candle.
+
+    Four Decimals and their tuple take about 490 bytes a candle, the text about 90: at 100
+    tokens x 4 years that is 71 MB against 13 MB of a backtest's peak memory. A step reads a
+    handful of bars (the marks, the intraday range since the last step), so parsing them
+    back when read costs microseconds; ``Decimal(str(d)) == d`` exactly, so nothing is lost.
+    """
+
+    __slots__ = ("_packed",)
+
+    def __init__(self, packed: tuple[str, ...]) -> None:
+        self._packed = packed
+
+    @classmethod
+    def of(cls, bars: list[tuple[Decimal, Decimal, Decimal, Decimal]]) -> _Bars:
+        return cls(tuple(",".join(str(v) for v in bar) for bar in bars))
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def bar(self, i: int) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        o, h, lo, c = self._packed[i].split(",")
+        return Decimal(o), Decimal(h), Decimal(lo), Decimal(c)
+
+    def close(self, i: int) -> Decimal:
+        return Decimal(self._packed[i].rpartition(",")[2])
+
+    def between(self, lo: int, hi: int) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
+        return [self.bar(i) for i in range(lo, hi)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +343,7 @@ class ReplayData:
         for token, times in self._candle_times.items():
             i = bisect_right(times, as_of)
             if i:
-                out[token] = self._bars[token][i - 1][3]
+                out[token] = self._bars[token].close(i - 1)
         return out
 
     def candle_range(self, token: str, start: datetime, end: datetime) -> CandleRange | None:
@@ -322,7 +354,7 @@ class ReplayData:
         lo, hi = bisect_right(times, _utc(start)), bisect_right(times, _utc(end))
         if lo >= hi:
             return None
-        bars = self._bars[token][lo:hi]
+        bars = self._bars[token].between(lo, hi)
         return CandleRange(token, start, end, bars[0][0], max(b[1] for b in bars),
                            min(b[2] for b in bars), bars[-1][3], len(bars))
 
