@@ -424,8 +424,13 @@ class Daemon:
             if self.stop_event.is_set():
                 return
             delay = max(0.0, every - (time.monotonic() - started))
+            # This run still counts as running until it returns: with max_instances=1 a
+            # next run due at once (a step longer than the tick) could be refused ("maximum
+            # number of running instances reached"), and a refused date job is gone: the
+            # replay stalled for good (found by benchmarks/soak.py). Two instances never
+            # overlap: the default executor has one worker, so the next waits for this one.
             with contextlib.suppress(SchedulerNotRunningError):
-                scheduler.add_job(run, "date", id=name, replace_existing=True,
+                scheduler.add_job(run, "date", id=name, replace_existing=True, max_instances=2,
                                   run_date=datetime.now(UTC) + timedelta(seconds=delay))
 
         scheduler.add_job(run, "date", id=name, run_date=first)
