@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     signals.add_argument("--json", action="store_true", help="one JSON object on stdout")
     signals.add_argument("--as-of", type=_day, default=None, dest="as_of",
                          help="paper mode: the day whose close to read (default: the last)")
+    venues = with_config(sub.add_parser(
+        "venues", help="compare the supported venues: fees, funding interval, minimum "
+                       "order sizes, the current plan's cost (reads only, never trades)"))
+    venues.add_argument("--json", action="store_true", help="one JSON object on stdout")
     export = with_config(sub.add_parser(
         "export-signals", help="write the provider figures the daemon saw as replay data"))
     export.add_argument("--out", type=Path, required=True,
@@ -137,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _signals(settings, args)
     if args.command == "export-signals":
         return _export_signals(settings, args.out)
+    if args.command == "venues":
+        return _venues(settings, args.json)
     return _run(settings, args)
 
 
@@ -282,6 +288,20 @@ def _signals(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(render_signals(table.as_of, table.report.scores, table.ages, table.stale,
                              table.source), end="")
+    return EXIT_OK
+
+
+def _venues(settings: Settings, as_json: bool) -> int:
+    """The supported venues side by side (bot/service/venue_compare.py); only the configured
+    venue is contacted, with reads only, and the store is opened read-only."""
+    configure_logging("warning", "json", stream=sys.stderr)
+    from bot.service.venue_compare import compare, render, to_json
+
+    try:
+        comparison = compare(settings, load_universe(settings.universe_file))
+    except ConfigError as exc:
+        return fail_config(exc.lines)
+    print(json.dumps(to_json(comparison), sort_keys=True) if as_json else render(comparison))
     return EXIT_OK
 
 

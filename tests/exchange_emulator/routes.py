@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from tests.exchange_emulator import dialect as d
-from tests.exchange_emulator.book import Book, Instrument, VenueError
+from tests.exchange_emulator.book import SPOT_FEE, Book, Instrument, VenueError
 
 Handler = Callable[[Book, dict[str, str], int], Any]
 INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000,
@@ -175,6 +175,22 @@ def _transfer_history(book: Book, p: dict[str, str], now: int) -> Any:
     return {"total": len(rows), "rows": rows}
 
 
+def _account_config(book: Book, p: dict[str, str], now: int) -> Any:
+    """``GET /fapi/v1/accountConfig``: the USD-M account's fee tier (ccxt's
+    ``fetch_trading_fees`` maps it onto its published tier table). Tier 0 unless a test sets
+    ``book.fee_tier``."""
+    return {"feeTier": int(getattr(book, "fee_tier", 0)), "canTrade": True,
+            "canDeposit": True, "canWithdraw": False, "dualSidePosition": False,
+            "multiAssetsMargin": False, "tradeGroupId": -1, "updateTime": 0}
+
+
+def _trade_fee(book: Book, p: dict[str, str], now: int) -> Any:
+    """``GET /sapi/v1/asset/tradeFee``: the spot fee per symbol (the one the book charges)."""
+    rate = str(SPOT_FEE)
+    return [{"symbol": i.symbol, "makerCommission": rate, "takerCommission": rate}
+            for i in _instruments(book, p, "spot")]
+
+
 def _public(fn: Handler) -> Route:
     return Route(fn, signed=False)
 
@@ -204,6 +220,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     # wallet (not on Binance's demo hosts: live only)
     ("POST", "/sapi/v1/asset/transfer"): _signed(_transfer),
     ("GET", "/sapi/v1/asset/transfer"): _signed(_transfer_history),
+    ("GET", "/sapi/v1/asset/tradeFee"): _signed(_trade_fee),
     # USD-M futures: market data
     ("GET", "/fapi/v1/ping"): _public(lambda b, p, n: {}),
     ("GET", "/fapi/v1/time"): _public(_time),
@@ -218,6 +235,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     # USD-M futures: account
     ("GET", "/fapi/v3/account"): _signed(lambda b, p, n: d.futures_account(b, n)),
     ("GET", "/fapi/v2/account"): _signed(lambda b, p, n: d.futures_account(b, n)),
+    ("GET", "/fapi/v1/accountConfig"): _signed(_account_config),
     ("GET", "/fapi/v2/balance"): _signed(lambda b, p, n: d.futures_balance(b, n)),
     ("GET", "/fapi/v3/balance"): _signed(lambda b, p, n: d.futures_balance(b, n)),
     ("GET", "/fapi/v3/positionRisk"): _signed(_position_risk),
