@@ -4,7 +4,7 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 # Dependencies first, in their own layer: a code change does not reinstall them.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 RUN mkdir bot && touch bot/__init__.py \
     && pip install --no-cache-dir --prefix=/install .
 # The package itself, over the empty stand-in.

@@ -30,7 +30,7 @@ def test_the_build_context_holds_the_package_and_config_but_no_secret_or_state(
         tmp_path: Path) -> None:
     """Matched with the Docker SDK's own .dockerignore rules on a checkout a user has:
     a secrets file, a virtualenv, a state store, caches and history beside the code."""
-    files = ["pyproject.toml", "README.md", "Dockerfile", "bot/__init__.py",
+    files = ["pyproject.toml", "README.md", "LICENSE", "Dockerfile", "bot/__init__.py",
              "bot/data/sample/ohlcv/BTC.csv", "bot/__pycache__/cli.cpython-311.pyc",
              "config/default.toml", "config/sectors.toml", "config/secrets.toml",
              "config/secrets.prod.toml", "config/venue.env", ".venv/bin/python",
@@ -42,7 +42,7 @@ def test_the_build_context_holds_the_package_and_config_but_no_secret_or_state(
     shutil.copy(REPO / ".dockerignore", tmp_path / ".dockerignore")
     sent = {p for p in exclude_paths(str(tmp_path), dockerignore())
             if (tmp_path / p).is_file()}
-    assert sent == {"pyproject.toml", "README.md", "Dockerfile", ".dockerignore",
+    assert sent == {"pyproject.toml", "README.md", "LICENSE", "Dockerfile", ".dockerignore",
                     "bot/__init__.py", "bot/data/sample/ohlcv/BTC.csv",
                     "config/default.toml", "config/sectors.toml"}
 
