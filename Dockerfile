@@ -1,7 +1,11 @@
 # sectorbot: paper trading on bundled history by default; mount /data for state.
-# The base is pinned by minor version; pin a digest (python:3.11.x-slim@sha256:...) for
-# byte-for-byte rebuilds.
-FROM python:3.11-slim AS build
+# One base for both stages, pinned to an exact Python patch release and Debian release (a
+# moving tag like python:3.11-slim changes under a rebuild). Where a registry is reachable,
+# pin its digest as well for byte-for-byte rebuilds:
+#   docker buildx imagetools inspect python:3.11.11-slim-bookworm   (reads the digest)
+#   docker build --build-arg PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:<digest> .
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, in their own layer: a code change does not reinstall them.
 COPY pyproject.toml README.md LICENSE ./
@@ -11,7 +15,7 @@ RUN mkdir bot && touch bot/__init__.py \
 COPY bot ./bot
 RUN pip install --no-cache-dir --no-deps --prefix=/install .
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 RUN useradd --create-home --uid 10001 sectorbot \
     && mkdir -p /data && chown sectorbot:sectorbot /data
 COPY --from=build /install /usr/local

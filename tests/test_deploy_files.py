@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,19 @@ def test_dependencies_install_in_their_own_layer_before_the_code_is_copied() -> 
     assert first_install < copy_code
     assert any("--no-deps" in line for line in build[copy_code:])
     assert not any(re.match(r"COPY \. ", line) for line in lines)
+
+
+def test_both_stages_use_one_base_pinned_to_a_patch_release_and_distribution() -> None:
+    """``python:3.11-slim`` moved under every rebuild; the base is now one ARG, an exact
+    patch and Debian release, for both stages (a digest goes on it where a registry is
+    reachable: docs/operations.md)."""
+    text = (REPO / "Dockerfile").read_text()
+    (default,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?",
+                        default), default
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    assert text.index("ARG PYTHON_IMAGE") < text.index("FROM ")
 
 
 def test_compose_restarts_only_on_failure_and_limits_its_logs() -> None:
@@ -114,6 +128,89 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     problems = [line for line in (done.stdout + done.stderr).splitlines()
                 if "sectorbot.service" in line]
     assert done.returncode == 0 and problems == [], done.stdout + done.stderr
+
+
+@pytest.mark.process
+def test_the_unit_as_shipped_runs_cycles_writing_only_its_state_directory() -> None:
+    """No systemd here to start the unit (``systemd-run`` needs systemd as PID 1), so its
+    exact ExecStart and Environment= run as an unprivileged user (the unit's ``User=``;
+    root ignores file modes) under its UMask, in its WorkingDirectory, with the config
+    directory read-only as ProtectSystem=strict leaves /etc. The unit's absolute paths are
+    moved under one scratch root, the only change; the service loop runs as is and is
+    stopped with the unit's KillSignal after its first cycle."""
+    import signal
+    import threading
+
+    from tests import unprivileged
+
+    unit = _unit()
+    state_dir = "/var/lib/" + unit["StateDirectory"][0]
+    script = Path(sys.executable).parent / "sectorbot"
+    if not script.exists():
+        pytest.skip(f"no sectorbot console script beside {sys.executable}")
+    with unprivileged.workdir() as root:
+        moved = {"/opt/sectorbot/venv/bin/sectorbot": str(script),
+                 "/etc/sectorbot": f"{root}/etc/sectorbot", state_dir: f"{root}{state_dir}"}
+
+        def here(text: str) -> str:
+            for old, new in moved.items():
+                text = text.replace(old, new)
+            return text
+
+        etc, state = Path(moved["/etc/sectorbot"]), Path(moved[state_dir])
+        etc.mkdir(parents=True)
+        for name in ("default.toml", "sectors.toml"):
+            shutil.copy(REPO / "config" / name, etc / name)
+            (etc / name).chmod(0o444)
+        state.mkdir(parents=True)  # what StateDirectory= does before the start
+        state.chmod(int(unit["StateDirectoryMode"][0], 8))
+        unprivileged.give(state)
+        for d in (etc, etc.parent, state.parent, state.parent.parent, root):
+            d.chmod(0o555)  # /etc, /var, /var/lib and the root itself: read-only
+            if os.geteuid() == 0:
+                os.chown(d, 0, 0)
+        before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "HOME": "/nonexistent",
+               "STATE_DIRECTORY": here(state_dir)}
+        for assignment in unit["Environment"]:
+            key, value = assignment.split("=", 1)
+            env[key] = here(value)
+        command = [here(word) for word in shlex.split(unit["ExecStart"][0])]
+        prefix = (["setpriv", f"--reuid={unprivileged.NOBODY}",
+                   f"--regid={unprivileged.NOBODY}", "--clear-groups"]
+                  if os.geteuid() == 0 else [])
+        umask = int(unit["UMask"][0], 8)
+        proc = subprocess.Popen([*prefix, *command], cwd=here(unit["WorkingDirectory"][0]),
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, preexec_fn=lambda: os.umask(umask))
+        watchdog = threading.Timer(90, proc.kill)
+        watchdog.start()
+        lines: list[str] = []
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if '"cycle.completed"' in line:
+                    proc.send_signal(getattr(signal, unit["KillSignal"][0]))
+                    break
+            out, err = proc.communicate(timeout=int(unit["TimeoutStopSec"][0]))
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+        logged = [json.loads(line) for line in lines + out.splitlines() if line.strip()]
+        assert proc.returncode == 0, err
+        names = [e["event"] for e in logged]
+        assert "cycle.completed" in names and names[-1] == "daemon.stopped"
+        assert logged[-1]["clean"] is True
+        started = next(e for e in logged if e["event"] == "daemon.started")
+        assert started["state"] == env["SECTORBOT__STATE__PATH"]
+        after = {p for p in root.rglob("*") if p.is_file()}
+        written = {p for p in after if p not in before or p.read_bytes() != before[p]}
+        assert written and all(p.is_relative_to(state) for p in written), sorted(written)
+        store = state / "sectorbot.sqlite3"
+        assert store in written and store.stat().st_mode & 0o077 == 0
 
 
 def _dockerfile_env() -> dict[str, str]:
