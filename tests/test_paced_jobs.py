@@ -10,12 +10,24 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.service.daemon import Daemon
+
+
+class _Preempted(BackgroundScheduler):
+    """A worker preempted right after it booked the next run (a loaded machine): the
+    scheduler's thread then meets the next run while this one still counts as running."""
+
+    def add_job(self, *args: Any, **kwargs: Any) -> Any:
+        job = super().add_job(*args, **kwargs)
+        if threading.current_thread().name.startswith("ThreadPoolExecutor"):
+            time.sleep(0.005)
+        return job
 
 
 class _Stub:
@@ -27,7 +39,7 @@ class _Stub:
 
 def test_paced_jobs_due_at_once_are_never_dropped(caplog: pytest.LogCaptureFixture) -> None:
     stub = _Stub()
-    scheduler = BackgroundScheduler(
+    scheduler = _Preempted(
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC)
@@ -49,14 +61,12 @@ def test_paced_jobs_due_at_once_are_never_dropped(caplog: pytest.LogCaptureFixtu
         for name in runs:  # every run is due at once: a tick of 0
             Daemon._paced(stub, scheduler, lambda n=name: job(n), name,  # type: ignore[arg-type]
                           0.0, datetime.now(UTC))
-        time.sleep(1.5)
-        alive = sorted(j.id for j in scheduler.get_jobs())
+        time.sleep(1.0)
         before = dict(runs)
-        time.sleep(0.3)
+        time.sleep(0.5)
     finally:
         stub.stop_event.set()
         scheduler.shutdown(wait=True)
     assert "maximum number of running instances" not in caplog.text
-    assert alive == ["cycle", "risk_watch", "signals"]
     assert all(runs[n] > before[n] for n in runs), (before, runs)  # still going
     assert running["most"] == 1  # one worker: two runs never overlap

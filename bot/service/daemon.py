@@ -27,6 +27,7 @@ the jobs run every ``scheduler.cycle_seconds`` / ``signal_refresh_seconds`` /
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import signal
@@ -418,19 +419,22 @@ class Daemon:
         started (at once if it took longer). A replay tick is often shorter than a step: on
         a fixed interval the scheduler would keep finding the job still running, skip it
         and warn each time (150k-276k warnings in one bundled run with a tiny tick)."""
+        seq = itertools.count(1)
+
         def run() -> None:
             started = time.monotonic()
             fn()
             if self.stop_event.is_set():
                 return
             delay = max(0.0, every - (time.monotonic() - started))
-            # This run still counts as running until it returns: with max_instances=1 a
-            # next run due at once (a step longer than the tick) could be refused ("maximum
-            # number of running instances reached"), and a refused date job is gone: the
-            # replay stalled for good (found by benchmarks/soak.py). Two instances never
-            # overlap: the default executor has one worker, so the next waits for this one.
+            # The next run gets an id of its own. Under this run's id, a next run due at once
+            # (a step longer than the tick) met this run still counted as running (until it
+            # returns) and was refused ("maximum number of running instances reached"); a
+            # refused one-shot job is dropped, and the replay stalled for good with the
+            # process alive (found by benchmarks/soak.py). Runs never overlap: the default
+            # executor has one worker, so a next run waits for this one.
             with contextlib.suppress(SchedulerNotRunningError):
-                scheduler.add_job(run, "date", id=name, replace_existing=True, max_instances=2,
+                scheduler.add_job(run, "date", id=f"{name}.{next(seq)}",
                                   run_date=datetime.now(UTC) + timedelta(seconds=delay))
 
         scheduler.add_job(run, "date", id=name, run_date=first)
