@@ -84,8 +84,12 @@ def configure_logging(
     """Configure structlog for the process. Safe to call again (tests, CLI re-entry)."""
     out = stream or sys.stdout
     renderer: Any
+    short: list[Any] = []  # console lines keep each value short; JSON keeps it whole
     if fmt == "console":
+        from bot.log_console import shorten_for_console
+
         renderer = structlog.dev.ConsoleRenderer(colors=False)
+        short = [shorten_for_console]
     else:
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     _route_stdlib("apscheduler", level, renderer, out)
@@ -96,6 +100,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
             structlog.processors.format_exc_info,
             redact_secrets,
+            *short,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
