@@ -83,6 +83,7 @@ def backtest(settings: Settings, out: Path, log: Any, data_dir: Path | None = No
         starting = Decimal(str(paper.starting_cash))
         curves = benchmark_curves(times, marks, daemon.universe, run.settings.strategy,
                                   starting, Decimal(str(paper.spot_fee_bps + paper.slippage_bps)))
+        del marks  # a Decimal per token and day: not held through the report's peak
         exits = run.settings.strategy.exit_confirmations
         analysis = analyse(run.points, daemon.store, daemon.universe, exits)
         metrics = summarise(run.points, curves, analysis, starting, exits)

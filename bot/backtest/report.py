@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import plotly.graph_objects as go
 import plotly.io as pio
 
 from bot.backtest.analysis import CASH, Analysis
@@ -56,80 +55,91 @@ def write_metrics(out: Path, metrics: Mapping[str, Any]) -> None:
                                       encoding="utf-8")
 
 
-def _layout(fig: go.Figure, title: str, yaxis: str, height: int = 420) -> go.Figure:
-    fig.update_layout(title=title, height=height, template="plotly_white",
-                      hovermode="x unified", margin={"l": 60, "r": 20, "t": 50, "b": 40},
-                      yaxis_title=yaxis, legend={"orientation": "h", "y": -0.15})
-    return fig
+Figure = dict[str, Any]
+"""A plotly figure as plain data (``{"data": [...], "layout": {...}}``). Written straight
+to HTML without plotly's object layer: its validators cost some 40 MB of a backtest's peak
+memory and a deep copy of every series, and these traces are few and of known shape."""
+
+
+def _trace(kind: str, **props: Any) -> dict[str, Any]:
+    return {"type": kind, **{k: v for k, v in props.items() if v is not None}}
+
+
+def _figure(traces: list[dict[str, Any]], title: str, yaxis: str, height: int = 420,
+            **layout: Any) -> Figure:
+    grid = {"gridcolor": "#ebebeb", "zerolinecolor": "#d0d0d0"}  # a white chart, no template
+    return {"data": traces, "layout": {
+        "title": {"text": title}, "height": height, "plot_bgcolor": "white",
+        "hovermode": "x unified", "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
+        "xaxis": grid, "yaxis": {"title": {"text": yaxis}, **grid},
+        "legend": {"orientation": "h", "y": -0.15}, **layout}}
 
 
 def figures(points: Sequence[BookPoint], curves: Sequence[Curve],
-            analysis: Analysis, drawdowns: Mapping[str, Sequence[float]]) -> list[go.Figure]:
-    dates = [p.ts for p in points]
+            analysis: Analysis, drawdowns: Mapping[str, Sequence[float]]) -> list[Figure]:
+    dates = [p.ts.isoformat() for p in points]
     equity = [float(p.equity) for p in points]
-    figs: list[go.Figure] = []
+    figs: list[Figure] = []
 
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=dates, y=equity, name="sectorbot",
-                             line={"color": COLORS["sectorbot"], "width": 2}))
-    for curve in curves:
-        fig.add_trace(go.Scatter(x=dates, y=list(curve.values), name=curve.name,
-                                 line={"color": COLORS.get(curve.name), "width": 1}))
-    fig.update_layout(updatemenus=[{
-        "type": "buttons", "direction": "right", "x": 0, "y": 1.12, "showactive": True,
-        "buttons": [{"label": "linear", "method": "relayout", "args": [{"yaxis.type": "linear"}]},
-                    {"label": "log", "method": "relayout", "args": [{"yaxis.type": "log"}]}]}])
-    figs.append(_layout(fig, "Equity against holding (same data, same costs)", "USDT"))
+    traces = [_trace("scatter", x=dates, y=equity, name="sectorbot",
+                     line={"color": COLORS["sectorbot"], "width": 2})]
+    traces += [_trace("scatter", x=dates, y=list(curve.values), name=curve.name,
+                      line={"color": COLORS.get(curve.name), "width": 1}) for curve in curves]
+    figs.append(_figure(traces, "Equity against holding (same data, same costs)", "USDT",
+                        updatemenus=[{
+                            "type": "buttons", "direction": "right", "x": 0, "y": 1.12,
+                            "showactive": True,
+                            "buttons": [{"label": "linear", "method": "relayout",
+                                         "args": [{"yaxis.type": "linear"}]},
+                                        {"label": "log", "method": "relayout",
+                                         "args": [{"yaxis.type": "log"}]}]}]))
 
-    fig = go.Figure()
-    for name, series in drawdowns.items():
-        fig.add_trace(go.Scatter(x=dates, y=[-100 * d for d in series], name=name,
-                                 fill="tozeroy" if name == "sectorbot" else None,
-                                 line={"color": COLORS.get(name), "width": 1}))
-    figs.append(_layout(fig, "Drawdown from the running peak", "%"))
+    figs.append(_figure([_trace("scatter", x=dates, y=[-100 * d for d in series], name=name,
+                                fill="tozeroy" if name == "sectorbot" else None,
+                                line={"color": COLORS.get(name), "width": 1})
+                         for name, series in drawdowns.items()],
+                        "Drawdown from the running peak", "%"))
 
     sectors = sorted({s for w in analysis.sector_weights for s in w} - {CASH})
-    fig = go.Figure()
-    for sector in [*sectors, CASH]:
-        fig.add_trace(go.Scatter(x=dates, y=[100 * w.get(sector, 0.0)
-                                             for w in analysis.sector_weights],
-                                 name=sector, stackgroup="book", mode="none"))
-    figs.append(_layout(fig, "Where the money was: spot by sector, and cash (% of equity)",
+    figs.append(_figure([_trace("scatter", x=dates,
+                                y=[100 * w.get(sector, 0.0) for w in analysis.sector_weights],
+                                name=sector, stackgroup="book", mode="none")
+                         for sector in [*sectors, CASH]],
+                        "Where the money was: spot by sector, and cash (% of equity)",
                         "% of equity"))
 
-    fig = go.Figure()
     colors = {"completed": "#2ca02c", "abandoned": "#d62728", "running": "#1f77b4"}
+    traces = []
     for r in analysis.rotations:
-        end = r.ended or dates[-1]
-        fig.add_trace(go.Scatter(
-            x=[r.started, end], y=[f"{r.from_sector} -> {r.to_sector}"] * 2,
+        end = r.ended or points[-1].ts
+        traces.append(_trace(
+            "scatter", x=[r.started.isoformat(), end.isoformat()],
+            y=[f"{r.from_sector} -> {r.to_sector}"] * 2,
             mode="lines+markers", line={"color": colors[r.outcome], "width": 6},
             name=r.outcome, showlegend=False,
             hovertext=f"{r.from_sector} left, {r.to_sector} entered {r.started:%Y-%m-%d}; "
                       f"{r.outcome}" + (f" {r.ended:%Y-%m-%d}" if r.ended else "")))
-    figs.append(_layout(fig, "Rotations: sector left -> sector entered (green completed, red "
-                        "abandoned, blue running)", "", height=max(300, 22 * len(
+    figs.append(_figure(traces, "Rotations: sector left -> sector entered (green completed, "
+                        "red abandoned, blue running)", "", height=max(300, 22 * len(
                             {(r.from_sector, r.to_sector) for r in analysis.rotations}) + 120)))
 
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=dates, y=analysis.gross, name="gross exposure"))
-    fig.add_trace(go.Scatter(x=dates, y=analysis.net, name="net exposure"))
-    fig.add_trace(go.Scatter(x=dates, y=analysis.perp_leverage, name="perp notional / equity"))
-    figs.append(_layout(fig, "Exposure and leverage (x equity)", "x equity"))
+    figs.append(_figure([_trace("scatter", x=dates, y=analysis.gross, name="gross exposure"),
+                         _trace("scatter", x=dates, y=analysis.net, name="net exposure"),
+                         _trace("scatter", x=dates, y=analysis.perp_leverage,
+                                name="perp notional / equity")],
+                        "Exposure and leverage (x equity)", "x equity"))
 
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=dates, y=analysis.funding_cumulative, name="funding",
-                             fill="tozeroy"))
-    figs.append(_layout(fig, "Funding paid (-) and received (+), cumulative", "USDT"))
+    figs.append(_figure([_trace("scatter", x=dates, y=analysis.funding_cumulative,
+                                name="funding", fill="tozeroy")],
+                        "Funding paid (-) and received (+), cumulative", "USDT"))
 
     tokens = sorted(analysis.pnl_by_token, key=lambda t: analysis.pnl_by_token[t])
-    fig = go.Figure()
-    fig.add_trace(go.Bar(y=tokens, x=[float(analysis.pnl_by_token[t]) for t in tokens],
-                         orientation="h", name="mark-to-market P&L"))
-    fig.add_trace(go.Bar(y=tokens, x=[-float(analysis.fees_by_token.get(t, 0)) for t in tokens],
-                         orientation="h", name="fees"))
-    fig.update_layout(barmode="relative")
-    figs.append(_layout(fig, "P&L by token (USDT)", "", height=max(400, 18 * len(tokens))))
+    figs.append(_figure(
+        [_trace("bar", y=tokens, x=[float(analysis.pnl_by_token[t]) for t in tokens],
+                orientation="h", name="mark-to-market P&L"),
+         _trace("bar", y=tokens, x=[-float(analysis.fees_by_token.get(t, 0)) for t in tokens],
+                orientation="h", name="fees")],
+        "P&L by token (USDT)", "", height=max(400, 18 * len(tokens)), barmode="relative"))
     return figs
 
 
@@ -146,7 +156,7 @@ def _pct(value: object) -> str:
 
 
 def write_html(out: Path, title: str, metrics: Mapping[str, Any],
-               figs: Sequence[go.Figure], analysis: Analysis,
+               figs: Sequence[Figure], analysis: Analysis,
                by_sector: Mapping[str, float]) -> Path:
     names = ["sectorbot", *metrics["benchmarks"]]
     rows_by = {"sectorbot": metrics["strategy"], **metrics["benchmarks"]}
@@ -175,11 +185,7 @@ def write_html(out: Path, title: str, metrics: Mapping[str, Any],
                     [[t.ts.date().isoformat(), t.token, t.sector, t.market, t.side,
                       f"{t.amount:.6g}", f"{t.price:.6g}", f"{t.fee:.2f}", t.kind, t.reason]
                      for t in analysis.trades])
-    charts = []
-    for i, fig in enumerate(figs):
-        charts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0),
-                                  config={"displaylogo": False}))
-    page = f"""<!DOCTYPE html>
+    head = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
@@ -194,11 +200,18 @@ final {metrics['final_equity']:.2f} USDT. Fees, slippage, funding and liquidatio
 by the paper exchange; the benchmarks pay the same spot fee and slippage.</p>
 <h2>Against holding</h2>{summary}
 <h2>Costs and activity</h2>{facts}
-{''.join(charts)}
+"""
+    path = out / "report.html"
+    # Written piece by piece: the page is some 6 MB (plotly.js is embedded once), and joining
+    # it in memory first held several copies of it at a backtest's peak.
+    with path.open("w", encoding="utf-8") as page:
+        page.write(head)
+        for i, fig in enumerate(figs):
+            page.write(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0),
+                                   config={"displaylogo": False}, validate=False))
+        page.write(f"""
 <h2>P&amp;L by sector</h2>{sectors}
 <details><summary>Trades ({len(analysis.trades)})</summary>{trades}</details>
 </body></html>
-"""
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
+""")
     return path
