@@ -67,7 +67,8 @@ def _trace(kind: str, **props: Any) -> dict[str, Any]:
 
 def _figure(traces: list[dict[str, Any]], title: str, yaxis: str, height: int = 420,
             **layout: Any) -> Figure:
-    grid = {"gridcolor": "#ebebeb", "zerolinecolor": "#d0d0d0"}  # a white chart, no template
+    grid = {"gridcolor": "#ebebeb", "zerolinecolor": "#d0d0d0",  # a white chart, no template
+            "automargin": True}
     return {"data": traces, "layout": {
         "title": {"text": title}, "height": height, "plot_bgcolor": "white",
         "hovermode": "x unified", "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
