@@ -351,6 +351,7 @@ class Daemon:
         Returns the exit status (see :meth:`shutdown`)."""
         self._install_signal_handlers()
         try:
+            self._prefill()
             for _ in range(count):
                 if self.stop_event.is_set() or not self.step():
                     break
@@ -384,12 +385,16 @@ class Daemon:
                 ("signals", self._signals_job, signals_every,
                  now + timedelta(seconds=min(cycle_every, signals_every) / 2)),
                 ("risk_watch", self._risk_job, risk_every, now + timedelta(seconds=risk_every)))
+        # The providers' first rounds run before the first cycle (``_prefill``): the cycle
+        # and signal jobs are added paused and resumed once it is over.
+        prefill = isinstance(self.driver, WallClock) and self._venue_signals.has_providers
         for name, fn, every, first in jobs:
             if isinstance(self.driver, ReplayDriver):
                 self._paced(scheduler, self._job(fn, name), name, every, first)
             else:
+                held = prefill and name in ("cycle", "signals")
                 scheduler.add_job(self._job(fn, name), "interval", seconds=every, id=name,
-                                  next_run_time=first)
+                                  next_run_time=None if held else first)
         if isinstance(self.driver, WallClock) and self._venue_signals.has_providers:
             # Ahead of the hourly signal refresh, so a cycle reads a fresh round.
             scheduler.add_job(self._job(self._providers_job, "providers"), "interval",
@@ -405,6 +410,13 @@ class Daemon:
                       signal_refresh_seconds=signals_every, risk_watch_seconds=risk_every,
                       jobs=[j.id for j in scheduler.get_jobs()])
         try:
+            if prefill:
+                self._prefill()
+                start = datetime.now(UTC)
+                with contextlib.suppress(SchedulerNotRunningError):
+                    scheduler.modify_job("cycle", next_run_time=start)
+                    scheduler.modify_job("signals", next_run_time=start + timedelta(
+                        seconds=min(cycle_every, signals_every) / 2))
             while not self.stop_event.wait(0.2):
                 pass
         finally:
@@ -455,10 +467,28 @@ class Daemon:
             self.stop_event.set()
 
     def _providers_job(self) -> None:
-        """The providers' network round: not under the daemon's lock (it sends nothing and
-        touches only the providers' own cache, which has its own lock)."""
+        """The providers' network rounds: not under the daemon's lock (they send nothing and
+        touch only the providers' own cache, which has its own lock). Each provider's round
+        runs on a thread of its own and this job does not wait for them: a stalled host
+        delays neither the other providers nor the next tick (its own round is skipped
+        while the stalled one still runs)."""
         if not self._stopping() and isinstance(self.driver, WallClock):
-            self._venue_signals.refresh_providers(self.driver.as_of())
+            self._venue_signals.start_rounds(self.driver.as_of())
+
+    def _prefill(self) -> None:
+        """A fresh daemon's first provider rounds, at start-up and all at once, before the
+        first cycle: it then decides with history and never holds the trading lock on the
+        network. Bounded by the round budget (``signals.round_budget_seconds``) and a stop
+        request; a provider still running then is stale for the first cycle
+        ("first round not finished yet") and publishes when its round ends."""
+        if not isinstance(self.driver, WallClock) or not self._venue_signals.has_providers:
+            return
+        started = time.monotonic()
+        pending = self._venue_signals.refresh_providers(
+            self.driver.as_of(), wait=self._venue_signals.prefill_budget,
+            stopping=self.stop_event.is_set)
+        self.log.info("signals.prefilled", seconds=round(time.monotonic() - started, 3),
+                      pending=pending)
 
     def _signals_job(self) -> None:
         with self.lock:

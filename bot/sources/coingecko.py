@@ -66,6 +66,8 @@ class _Category(BaseModel):
 class CoinGeckoCategories(RoundedProvider):
     """Daily category volume and market cap per sector, history kept by the daemon."""
 
+    name = "coingecko"
+
     def __init__(self, client: PoliteClient, sources: Mapping[str, SectorSources],
                  refresh_every: timedelta = timedelta(hours=6),
                  round_budget_seconds: float = 90.0,

@@ -177,6 +177,8 @@ class DefiLlamaSectors(RoundedProvider):
     per sector, fetched in rounds
     (``bot.sources.provider_rounds``): a decision reads what the last round published."""
 
+    name = "defillama"
+
     def __init__(self, client: PoliteClient, sources: Mapping[str, SectorSources],
                  top_protocols: int = 10,
                  refresh_every: timedelta = timedelta(hours=6),

@@ -55,6 +55,8 @@ _WEEKS = TypeAdapter(list[_Week])
 class GitHubActivity(RoundedProvider):
     """Daily commits per sector, summed over its repositories."""
 
+    name = "github"
+
     def __init__(self, client: PoliteClient, sources: Mapping[str, SectorSources],
                  refresh_every: timedelta = timedelta(hours=24),
                  round_budget_seconds: float = 90.0,

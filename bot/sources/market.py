@@ -18,6 +18,8 @@ engine holds rather than move money on a partial picture.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -82,6 +84,17 @@ class SectorMetricsSource(Protocol):
     """Per-sector daily metrics from a provider (DefiLlama TVL ...): the series it has, and
     the stale keys (``metric:<metric>:<SECTOR>``) with why each could not be refreshed."""
 
+    name: str
+    round_budget: float
+
+    @property
+    def started(self) -> bool:
+        """Whether a round was ever asked for (it may still be running)."""
+
+    @property
+    def published(self) -> bool:
+        """Whether a round has ended and published."""
+
     @property
     def dropped(self) -> Mapping[str, str]:
         """Parts left out of a sector's sum (unknown to the provider, dead, too young)."""
@@ -113,6 +126,8 @@ class VenueSignals:
         self.lookback_days = lookback_days
         self.log = log
         self.sector_metrics = tuple(sector_metrics)
+        self._rounds: dict[int, threading.Thread] = {}
+        self._rounds_lock = threading.Lock()
         self._reported: dict[str, str] = {}
         """What was last said about each provider key (failure reason, dropped part): said
         again only when it changes, so an outage is one line, not one per round."""
@@ -156,6 +171,10 @@ class VenueSignals:
                 funding = {t: Series(((as_of, r.hourly_rate),)) for t, r in sorted(rates.items())}
         metrics: dict[str, dict[str, Series]] = {}
         reported: dict[str, str] = {}
+        if any(not p.started for p in self.sector_metrics):
+            # The first read of a daemon that did not prefill (``sectorbot signals``, a test):
+            # every provider's first round at once, each bounded by its own budget.
+            self.refresh_providers(as_of, wait=self.prefill_budget)
         for provider in self.sector_metrics:
             served, failed = provider.metrics(as_of)
             for sector, per in served.items():
@@ -178,10 +197,56 @@ class VenueSignals:
     def has_providers(self) -> bool:
         return bool(self.sector_metrics)
 
-    def refresh_providers(self, as_of: datetime) -> None:
-        """The providers' network rounds, for a job of its own outside the trading lock."""
-        for provider in self.sector_metrics:
+    @property
+    def prefill_budget(self) -> float:
+        """How long a first read waits for the providers' first rounds: the longest round
+        budget (a round checks its budget between requests, so one request may overrun it
+        by a timeout; the read does not wait for that)."""
+        return max((p.round_budget for p in self.sector_metrics), default=0.0)
+
+    def start_rounds(self, as_of: datetime) -> list[str]:
+        """Start each provider's network round on a thread of its own, unless its previous
+        round is still running (that one is left to finish: it ends at its budget or its
+        timeouts). Returns the providers started. Nothing here waits: a stalled host delays
+        no other provider's round and no trading job."""
+        started: list[str] = []
+        with self._rounds_lock:
+            for provider in self.sector_metrics:
+                running = self._rounds.get(id(provider))
+                if running is not None and running.is_alive():
+                    continue
+                thread = threading.Thread(target=self._round, args=(provider, as_of),
+                                          name=f"round-{provider.name}", daemon=True)
+                self._rounds[id(provider)] = thread
+                thread.start()
+                started.append(provider.name)
+        return started
+
+    def _round(self, provider: SectorMetricsSource, as_of: datetime) -> None:
+        try:
             provider.refresh(as_of)
+        except Exception as exc:  # refresh catches per job; this is the last line of defence
+            self.log.warning("signal.fetch_failed", signal=f"provider:{provider.name}",
+                             error=f"unexpected {type(exc).__name__}: {exc}")
+
+    def running_rounds(self) -> list[str]:
+        """The providers whose round is still running."""
+        with self._rounds_lock:
+            return [p.name for p in self.sector_metrics
+                    if (t := self._rounds.get(id(p))) is not None and t.is_alive()]
+
+    def refresh_providers(self, as_of: datetime, wait: float = 0.0,
+                          stopping: Any = None) -> list[str]:
+        """Start the providers' rounds (:meth:`start_rounds`) and wait up to ``wait``
+        seconds for them to end (or until ``stopping()``); the names still running."""
+        self.start_rounds(as_of)
+        deadline = time.monotonic() + wait
+        while True:
+            running = self.running_rounds()
+            left = deadline - time.monotonic()
+            if not running or left <= 0 or (stopping is not None and stopping()):
+                return running
+            time.sleep(min(0.05, left))
 
     def close(self) -> None:
         """Close the providers' connections (the exchange is closed by its owner)."""

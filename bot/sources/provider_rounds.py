@@ -4,7 +4,10 @@ A provider has jobs, one per (sector, metric) it can serve. A round fetches the 
 due (never fetched, failed last time, or older than ``refresh_every``), within a time budget
 and until the daemon is asked to stop, then publishes the results under a lock. Reading
 (:meth:`RoundedProvider.metrics`) never waits for a round in progress: the daemon runs
-rounds as a job of its own, outside the lock its trading jobs share. A job that fails keeps
+rounds outside the lock its trading jobs share, each provider's round on a thread of its
+own (``VenueSignals.start_rounds``), so one slow host never holds up another's round. Until
+a provider's first round has ended, each of its jobs reads as stale ("first round not
+finished"): a fresh daemon whose prefill ran out of time decides without it. A job that fails keeps
 its last good series and is reported stale with the reason; a provider error of any kind is
 a stale signal, never a failed cycle.
 
@@ -54,6 +57,9 @@ class _Kept:
 class RoundedProvider:
     """The round machinery; see the module docstring."""
 
+    name = "provider"
+    """Short name for logs and thread names (``defillama``, ``github``, ``coingecko``)."""
+
     def __init__(self, client: PoliteClient, jobs: list[Job], refresh_every: timedelta,
                  round_budget_seconds: float, stopping: Callable[[], bool] | None) -> None:
         self.client = client
@@ -64,6 +70,7 @@ class RoundedProvider:
         self._lock = threading.Lock()  # guards what a round publishes
         self._round_lock = threading.Lock()  # one round at a time
         self._rounds = 0
+        self._started = False
         self._kept: dict[Job, _Kept] = {}
         self._failed: dict[Job, str] = {}
         self._dropped: dict[str, str] = {}
@@ -84,8 +91,19 @@ class RoundedProvider:
     def begin_round(self, as_of: datetime) -> None:
         """Called at the start of every round, inside the round lock (nothing by default)."""
 
+    @property
+    def started(self) -> bool:
+        """Whether a round was ever asked for (it may still be running)."""
+        return self._started
+
+    @property
+    def published(self) -> bool:
+        """Whether a round has ended and published what it fetched."""
+        return self._rounds > 0
+
     def refresh(self, as_of: datetime) -> None:
         """One network round: fetch what is due, then publish it at once."""
+        self._started = True
         with self._round_lock:
             self.begin_round(as_of)
             with self._lock:
@@ -126,9 +144,10 @@ class RoundedProvider:
 
     def metrics(self, as_of: datetime) -> tuple[dict[str, dict[str, Series]], dict[str, str]]:
         """``({sector: {metric: series}}, {stale key: reason})`` as of ``as_of``, from what
-        the last round published (the first call runs a round itself, so a fresh daemon
-        decides with history)."""
-        if self._rounds == 0:
+        the last round published. The first call runs a round itself when none was ever
+        started (a caller without a prefill, e.g. a test); it never waits for one in
+        progress: until the first round ends, every job reads as stale."""
+        if not self._started:
             self.refresh(as_of)
         out: dict[str, dict[str, Series]] = {}
         stale: dict[str, str] = {}
@@ -141,6 +160,9 @@ class RoundedProvider:
                         out.setdefault(sector, {})[metric] = Series(visible)
                 if (sector, metric) in self._failed:
                     stale[f"metric:{metric}:{sector}"] = self._failed[(sector, metric)]
+                elif self._rounds == 0 and kept is None:
+                    stale[f"metric:{metric}:{sector}"] = (
+                        f"{self.name}: first round not finished yet")
             for metric in sorted({m for _, m in self.jobs}):
                 jobs = [job for job in self.jobs if job[1] == metric]
                 if jobs and all(job in self._failed for job in jobs):
