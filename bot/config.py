@@ -185,6 +185,12 @@ class SignalSettings(_Section):
     """Between two requests to one provider (DefiLlama publishes no limit: be polite)."""
     round_budget_seconds: float = Field(120.0, gt=0, le=900)
     """The longest one provider round may take; what is left is fetched in the next one."""
+    cache: bool = True
+    """Keep provider answers on disk and ask conditionally (ETag / Last-Modified: a 304
+    reuses the kept body)."""
+    cache_dir: Path | None = None
+    """Where; by default ``provider-cache`` beside the state file (with a database URL and
+    no ``cache_dir``: no cache)."""
     github: bool = True
     github_url: str = "https://api.github.com"
     github_token: SecretStr | None = None

@@ -95,7 +95,7 @@ def signals(urls: tuple[str, str, str], budget: float) -> VenueSignals:
 
 def test_a_stalled_host_delays_no_other_provider_s_round(urls: tuple[str, str, str]) -> None:
     venue = signals(urls, budget=0.8)
-    llama, github, gecko = venue.sector_metrics
+    llama, github, _gecko = venue.sector_metrics
     started = time.monotonic()
     assert venue.start_rounds(AS_OF) == ["defillama", "github", "coingecko"]
     assert time.monotonic() - started < 0.2, "starting the rounds waits for none"

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from bot import __version__
@@ -24,6 +25,7 @@ from bot.service.clock import WallClock
 from bot.sources.coingecko import CoinGeckoCategories, HistoryReader
 from bot.sources.defillama import DefiLlamaSectors
 from bot.sources.github import GitHubActivity
+from bot.sources.http_cache import ResponseCache
 from bot.sources.http_client import HttpPolicy, PoliteClient
 from bot.sources.market import VenueSignals
 from bot.sources.provider_rounds import RoundedProvider
@@ -138,6 +140,13 @@ def providers(settings: Settings, universe: Universe, sources: Mapping[str, Sect
     conf, ex = settings.signals, settings.exchange
     sectors = {s.name for s in universe.sectors}
     mine = {n: src for n, src in sources.items() if n in sectors}
+    where = provider_cache_dir(settings)
+    cache: ResponseCache | None = None
+    if where is not None:
+        try:
+            cache = ResponseCache(where)
+        except OSError:  # an unwritable directory costs the cache, never the start
+            cache = None
 
     def client(url: str, headers: dict[str, str]) -> PoliteClient:
         policy = HttpPolicy(
@@ -147,7 +156,8 @@ def providers(settings: Settings, universe: Universe, sources: Mapping[str, Sect
             verify=str(ex.ca_bundle) if ex.ca_bundle is not None else True,
             trust_env=ex.trust_env)
         return PoliteClient(url, policy,
-                            headers={"User-Agent": f"sectorbot/{__version__}", **headers})
+                            headers={"User-Agent": f"sectorbot/{__version__}", **headers},
+                            cache=cache)
 
     out: list[RoundedProvider] = []
     if conf.defillama:
@@ -174,6 +184,20 @@ def providers(settings: Settings, universe: Universe, sources: Mapping[str, Sect
                                        round_budget_seconds=conf.round_budget_seconds,
                                        stopping=stopping, history=metric_history))
     return out
+
+
+def provider_cache_dir(settings: Settings) -> Path | None:
+    """Where provider answers are kept (``bot.sources.http_cache``): ``signals.cache_dir``,
+    else ``provider-cache`` beside a state file; None (no cache) when switched off or the
+    state is a database URL without a ``cache_dir``."""
+    conf = settings.signals
+    if not conf.cache:
+        return None
+    if conf.cache_dir is not None:
+        return conf.cache_dir
+    if settings.state.url is None:
+        return settings.state.path.parent / "provider-cache"
+    return None
 
 
 __all__ = ["VenueSetup", "VenueStartupError", "WallClock", "build_exchange", "build_venue",

@@ -6,16 +6,20 @@ one host, retries with exponential backoff only where a retry is safe (GETs: tim
 connection errors, 429 and 5xx), and a 429's ``Retry-After`` honoured up to a bound (a wait
 longer than that is a failure now, not a stall of the signal job). Anything else, or a body
 that is not JSON, is a :class:`ProviderError` whose text says what went wrong; the caller
-marks its signal stale and keeps the last good value.
+marks its signal stale and keeps the last good value. With a cache
+(:class:`bot.sources.http_cache.ResponseCache`) requests are conditional where the provider
+gave a validator, and a 304 reuses the kept body.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from tenacity import (
@@ -26,6 +30,7 @@ from tenacity import (
 )
 
 from bot.retry_after import parse_retry_after
+from bot.sources.http_cache import CachedAnswer, ResponseCache
 
 
 class ProviderError(Exception):
@@ -76,9 +81,13 @@ class PoliteClient:
     def __init__(self, base_url: str, policy: HttpPolicy,
                  headers: Mapping[str, str] | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 cache: ResponseCache | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.policy = policy
+        self.cache = cache
+        self.not_modified = 0
+        """Answers confirmed current by a 304 (the body came from the cache)."""
         self._sleep = sleep
         self._lock = threading.Lock()
         self._last_request = 0.0
@@ -123,8 +132,11 @@ class PoliteClient:
 
     def _get_once(self, path: str, params: Mapping[str, str] | None) -> Any:
         self._pace()
+        url = self.base_url + path + (f"?{urlencode(sorted(params.items()))}" if params else "")
+        cached = self.cache.get(url) if self.cache is not None else None
         try:
-            response = self._http.get(path, params=dict(params or {}))
+            response = self._http.get(path, params=dict(params or {}),
+                                      headers=cached.conditions() if cached else None)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
             # Nobody there: the host (or the way to it) is down, for every path.
             raise _Retryable(f"cannot connect ({type(exc).__name__})", no_answer=True) \
@@ -137,6 +149,8 @@ class PoliteClient:
         except httpx.HTTPError as exc:  # a body that cannot be decoded, and the like
             raise ProviderError(f"GET {path}: {type(exc).__name__}") from None
         status = response.status_code
+        if status == 304 and cached is not None:
+            return self._from_cache(url, path, cached)
         if status == 202:  # GitHub: "computing the statistics, ask again shortly"
             raise _Retryable("accepted, still computing (202)")
         if status == 429 or (status == 403
@@ -153,7 +167,25 @@ class PoliteClient:
         if status != 200:
             raise ProviderStatusError(f"GET {path}: HTTP {status}", status)
         try:
-            return response.json()
+            decoded = response.json()
         except ValueError:
             raise ProviderError(f"GET {path}: the body is not valid JSON "
                                 f"({len(response.content)} bytes)") from None
+        if self.cache is not None:
+            self.cache.put(url, response.headers.get("ETag"),
+                           response.headers.get("Last-Modified"), response.content)
+        return decoded
+
+    def _from_cache(self, url: str, path: str, cached: CachedAnswer) -> Any:
+        """A 304: the kept body is still the answer."""
+        assert self.cache is not None
+        try:
+            decoded = json.loads(cached.body)
+        except ValueError:
+            # Kept but unreadable (it passed its checksum, so it was stored that way): ask
+            # again without conditions.
+            self.cache.drop(url)
+            raise _Retryable("the cached answer is not valid JSON") from None
+        self.cache.touch(url)
+        self.not_modified += 1
+        return decoded
