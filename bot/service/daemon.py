@@ -27,6 +27,7 @@ the jobs run every ``scheduler.cycle_seconds`` / ``signal_refresh_seconds`` /
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import secrets
@@ -159,6 +160,10 @@ class Daemon:
         # Nothing after the last replayed day is loaded: a run ending on replay.end cannot
         # read later data, whatever a bug elsewhere might ask for.
         self.data = ReplayData.load(self._data_dir, until=settings.replay.end)
+        # The history is millions of immutable objects alive for the whole run: left to the
+        # cyclic collector, every full collection walks them again (5-13 % of a backtest).
+        gc.collect()
+        gc.freeze()
         problem = replay_window_problem(settings.replay, self.data.first_day, self.data.last_day)
         if problem:  # a cursor past the data would make every later run a no-op
             raise StartupError(problem)
