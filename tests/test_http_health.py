@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -309,6 +310,39 @@ def test_no_endpoint_shows_a_secret(service: Service) -> None:
     for path in ("/healthz", "/metrics", "/"):
         assert SECRET not in service.get(path)[1], path
     assert service.get("/nothing")[0] == 404
+
+
+@pytest.mark.process
+def test_healthz_turns_unhealthy_when_cycles_stop_and_recovers_when_they_resume(
+        service: Service) -> None:
+    """Cycles stop for real: the test holds the store's write lock (as a stuck disk or a
+    runaway writer would), the daemon's step waits on it and no cycle completes. Past the
+    stall limit (2 x 0.1 s tick + 10 ticks) /healthz and /livez answer 503 from the
+    endpoint's own thread; once the lock is released the cycles resume and both recover."""
+    assert service.get("/healthz")[0] == 200
+    blocker = sqlite3.connect(service.state, timeout=10, isolation_level=None)
+    seen: tuple[int, dict[str, Any]] | None = None
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        deadline = time.monotonic() + 3.5  # under SQLite's 5 s busy wait: the step waits
+        while time.monotonic() < deadline:
+            code, body, _ = service.get("/healthz")
+            if code == 503:
+                seen = code, json.loads(body)
+                break
+            time.sleep(0.05)
+        live_code = service.get("/livez")[0]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert seen is not None, "cycles stopped but /healthz stayed 200"
+    assert any(r.startswith("last cycle completed for") for r in seen[1]["reasons"]), seen
+    assert seen[1]["kill_switch"] is None
+    assert live_code == 503  # stalled: this is what a restart is for
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and service.get("/healthz")[0] != 200:
+        time.sleep(0.05)
+    assert service.get("/healthz")[0] == 200 and service.get("/livez")[0] == 200
 
 
 @pytest.mark.process

@@ -9,9 +9,11 @@ one).
 The rule (``docs/operations.md``), unhealthy when any holds:
 
 - the scheduler is not running (not started yet, stopped, or its thread gone);
-- the last completed cycle is older than ``STALE_FACTOR`` cycle intervals plus
-  ``STALE_GRACE_SECONDS``; before the first cycle the clock runs from the scheduler's start,
-  which is the start-up grace period. One missed cycle is tolerated, the second is not;
+- the last completed cycle is older than ``STALE_FACTOR`` cycle intervals plus a grace of
+  ``STALE_GRACE_SECONDS`` or ``STALE_GRACE_INTERVALS`` intervals, whichever is shorter (a
+  fast replay tick is not left a minute to stall unseen); before the first cycle the clock
+  runs from the scheduler's start, which is the start-up grace period. One missed cycle is
+  tolerated, the second is not;
 - the last ``VENUE_FAILURES_UNHEALTHY`` trading jobs (cycle or risk watch) in a row failed on
   the venue (an ``ExchangeError`` escaped the job or failed a risk-watch step): one blip is not
   an outage, two in a row on a 60 s risk watch is;
@@ -29,6 +31,7 @@ from typing import Any
 
 STALE_FACTOR = 2.0
 STALE_GRACE_SECONDS = 60.0
+STALE_GRACE_INTERVALS = 10.0
 VENUE_FAILURES_UNHEALTHY = 2
 
 
@@ -88,9 +91,14 @@ class HealthState:
         return replace(facts, scheduler_alive=facts.scheduler_alive and running)
 
 
+def stale_grace(interval: float) -> float:
+    """Slack beyond the missed cycles: a minute, or ten intervals of a faster cadence."""
+    return min(STALE_GRACE_SECONDS, STALE_GRACE_INTERVALS * interval)
+
+
 def stale_after(interval: float) -> float:
     """Seconds without a completed cycle after which the daemon counts as stalled."""
-    return STALE_FACTOR * interval + STALE_GRACE_SECONDS
+    return STALE_FACTOR * interval + stale_grace(interval)
 
 
 def stall_reason(interval: float | None, last_cycle_at: datetime | None,
@@ -107,7 +115,7 @@ def stall_reason(interval: float | None, last_cycle_at: datetime | None,
         return None
     what = "no cycle completed" if last_cycle_at is None else "last cycle completed"
     return (f"{what} for {waited:.0f}s > {limit:.0f}s ({STALE_FACTOR:g} x {interval:g}s "
-            f"interval + {STALE_GRACE_SECONDS:g}s)")
+            f"interval + {stale_grace(interval):g}s)")
 
 
 def _iso(value: datetime | None) -> str | None:

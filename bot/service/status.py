@@ -3,7 +3,7 @@ state store only (no owner lock, nothing written), so they work beside a running
 
 ``status`` also says whether a daemon holds the store and how old its last cycle is, judged
 by the rule ``/healthz`` applies (:func:`bot.service.health.stall_reason`): a daemon that holds
-the store but has not completed a cycle for 2 intervals + 60 s is stalled (exit 3).
+the store but has not completed a cycle for 2 intervals + a grace is stalled (exit 3).
 """
 
 from __future__ import annotations
