@@ -18,7 +18,12 @@ from typing import Any
 
 from bot import __version__
 from bot.config import ConfigError, Settings, load_settings, load_universe
-from bot.logs import configure_logging, get_logger, register_secrets
+from bot.logs import (
+    configure_logging,
+    get_logger,
+    install_scrubbing_excepthooks,
+    register_secrets,
+)
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 LIVE_FLAG = "--i-understand-live-trading"
@@ -192,6 +197,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return refused
     configure_logging(settings.log.level, args.log_format or settings.log.format)
     log = get_logger()
+    from bot.secrets_mode import secrets_file_warning
+
+    too_open = secrets_file_warning(args.config)
+    if too_open is not None:  # warned, not refused (docs/reliability.md, Security)
+        log.warning("config.secrets_file_mode", detail=too_open)
     service = not (args.once or args.cycles)
     telemetry = None
     if service and settings.http.enabled:  # /healthz, /metrics and the dashboard
@@ -514,7 +524,9 @@ def _explain(settings: Settings, decision_id: str | None) -> int:
 
 
 def entry() -> None:
-    """Console-script entry: a closed pipe (``sectorbot status | head``) is not an error."""
+    """Console-script entry: a closed pipe (``sectorbot status | head``) is not an error.
+    A traceback nothing caught is printed with the secrets masked, like the log."""
+    install_scrubbing_excepthooks()
     try:
         code = main()
         sys.stdout.flush()

@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
+import traceback
 from collections.abc import Iterable, MutableMapping
+from types import TracebackType
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -64,6 +67,27 @@ def scrub_text(text: str) -> str:
     """``text`` with every registered secret value masked (for what leaves the process by
     another way than the log: an alert's message, an error shown to an operator)."""
     return str(_scrub(text))
+
+
+def install_scrubbing_excepthooks() -> None:
+    """An exception nothing caught still prints its traceback on stderr (the main thread's
+    through ``sys.excepthook``, another thread's through ``threading.excepthook``), chained
+    causes included: a ccxt error's text may quote a venue's answer that echoes the API key.
+    These hooks print the same traceback with every registered secret masked."""
+
+    def main_hook(exc_type: type[BaseException], exc: BaseException,
+                  tb: TracebackType | None) -> None:
+        sys.stderr.write(scrub_text("".join(traceback.format_exception(exc_type, exc, tb))))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        sys.stderr.write(scrub_text(f"Exception in thread {name}:\n" + "".join(
+            traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))))
+
+    sys.excepthook = main_hook
+    threading.excepthook = thread_hook
 
 
 def redact_secrets(

@@ -16,9 +16,11 @@ from typing import Any
 
 from ccxt.base.exchange import Exchange
 
-from tests.exchange_emulator.transport import RerouteAdapter
+from tests.exchange_emulator.transport import BINANCE_HOSTS, RerouteAdapter
 
 EMULATOR_ENV = "SECTORBOT_TEST_EMULATOR_URL"
+HOSTS_ENV = "SECTORBOT_TEST_EMULATOR_HOSTS"
+"""``okx`` or ``bybit``: reroute that venue's hosts (to its emulator) instead of Binance's."""
 NO_THROTTLE_ENV = "SECTORBOT_TEST_NO_THROTTLE"
 """Set to 1 to turn ccxt's client-side throttle off: the emulator has no limit to respect,
 and the crash tests restart the daemon many times."""
@@ -32,11 +34,24 @@ def install(target: str) -> None:
         original(self, {} if config is None else config)
         if os.environ.get(NO_THROTTLE_ENV) == "1":
             self.enableRateLimit = False
-        adapter = RerouteAdapter(target)
+        adapter = RerouteAdapter(target, _hosts())
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
 
     Exchange.__init__ = routed_init
+
+
+def _hosts() -> frozenset[str]:
+    venue = os.environ.get(HOSTS_ENV, "binance")
+    if venue == "okx":
+        from tests.exchange_emulator.okx_server import OKX_HOSTS
+
+        return OKX_HOSTS
+    if venue == "bybit":
+        from tests.exchange_emulator.bybit_server import BYBIT_HOSTS
+
+        return BYBIT_HOSTS
+    return BINANCE_HOSTS
 
 
 def main() -> None:

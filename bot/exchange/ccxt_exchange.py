@@ -430,6 +430,23 @@ class CcxtExchange:
                 raise ExchangeError(f"{self.name} returned no server time")
             return stamp
 
+    def withdrawal_permission(self) -> bool | None:
+        """Whether the API key may withdraw, where the venue tells (Binance live: its API
+        restrictions; OKX: the account config); None: not known here. One request, not
+        retried; a failure raises the raw ccxt error for the caller to log (never fatal)."""
+        with self._lock:
+            exchange = self._exchanges.get(MarketKind.SPOT) or self._exchanges.get(
+                MarketKind.PERP)
+            if exchange is None:
+                return None
+            return self._caller.once(
+                exchange, lambda: self.venue.withdrawals_enabled(exchange, self.mode))
+
+    def key_environment_hint(self, refusal: BaseException) -> str | None:
+        """What to tell the operator when the venue refused the key (``refusal``), if the
+        venue's answer can mean a key of another environment (testnet, demo, live)."""
+        return self.venue.key_environment_hint(self.mode, self._caller.scrub(refusal))
+
     # -- ExchangePort: writes ------------------------------------------------------------------
     def set_leverage(self, token: str, leverage: Decimal) -> None:
         with self._lock:

@@ -120,14 +120,36 @@ def build_venue(settings: Settings, universe: Universe, lookback_days: int,
         exchange.fetch_balances()
     except CredentialsRejected as exc:
         exchange.close()
-        raise VenueStartupError(f"exchange.api_key: {exc}") from exc
+        hint = exchange.key_environment_hint(exc)
+        raise VenueStartupError(f"exchange.api_key: {hint}; the venue said: {exc}" if hint
+                                else f"exchange.api_key: {exc}") from exc
     except ExchangeError:
         exchange.close()
         raise
+    warn_withdrawals(exchange, settings.mode, log)
     signals = VenueSignals(exchange, restricted.all_tokens(), lookback_days, log,
                            sector_metrics=providers(settings, restricted, sources, stopping,
                                                     metric_history))
     return VenueSetup(exchange, signals, restricted, WallClock())
+
+
+def warn_withdrawals(exchange: CcxtExchange, mode: str, log: Any) -> None:
+    """Warn when the venue says the API key may withdraw (``exchange.withdrawal_permission``):
+    the daemon never withdraws, so a key that can only widens the damage a leaked key does.
+    Where the venue does not say, or the check fails, a debug line and nothing more."""
+    try:
+        allowed = exchange.withdrawal_permission()
+    except Exception as exc:  # an advisory check: never fatal, never retried
+        log.debug("exchange.withdrawal_permission", venue=exchange.name, mode=mode,
+                  known=False, error=exchange.caller.message("withdrawal check", exc))
+        return
+    if allowed:
+        log.warning("exchange.withdrawal_permission", venue=exchange.name, mode=mode,
+                    enabled=True, advice="this API key may withdraw funds and sectorbot "
+                    "never withdraws: create a key without the withdrawal permission")
+    else:
+        log.debug("exchange.withdrawal_permission", venue=exchange.name, mode=mode,
+                  known=allowed is not None, enabled=allowed)
 
 
 def providers(settings: Settings, universe: Universe, sources: Mapping[str, SectorSources],
@@ -201,4 +223,4 @@ def provider_cache_dir(settings: Settings) -> Path | None:
 
 
 __all__ = ["VenueSetup", "VenueStartupError", "WallClock", "build_exchange", "build_venue",
-           "listed_universe"]
+           "listed_universe", "warn_withdrawals"]

@@ -130,7 +130,8 @@ def _config(book: OkxBook, q: dict[str, str], body: Any, now: int) -> list[Any]:
     return [{"acctLv": "2", "autoLoan": False, "ctIsoMode": "automatic", "greeksType": "PA",
              "level": "Lv1", "levelTmp": "", "mgnIsoMode": "automatic",
              "posMode": book.pos_mode, "uid": "44705892343619584", "mainUid": "",
-             "label": "sectorbot", "perm": "read_only,trade", "ip": "", "roleType": "0",
+             "label": "sectorbot", "perm": getattr(book, "perm", "read_only,trade"), "ip": "",
+             "roleType": "0",
              "spotOffsetType": "", "enableSpotBorrow": False}]
 
 

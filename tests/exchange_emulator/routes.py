@@ -175,6 +175,17 @@ def _transfer_history(book: Book, p: dict[str, str], now: int) -> Any:
     return {"total": len(rows), "rows": rows}
 
 
+def _api_restrictions(book: Book, p: dict[str, str], now: int) -> Any:
+    """``GET /sapi/v1/account/apiRestrictions``: what the key may do. Withdrawals are off
+    unless a test sets ``book.enable_withdrawals`` (a key made for trading should never have
+    them; the daemon warns when it does)."""
+    return {"ipRestrict": False, "createTime": now - 86_400_000,
+            "enableReading": True, "enableSpotAndMarginTrading": True,
+            "enableFutures": True, "enableMargin": False, "enableVanillaOptions": False,
+            "enableInternalTransfer": False, "permitsUniversalTransfer": False,
+            "enableWithdrawals": bool(getattr(book, "enable_withdrawals", False))}
+
+
 def _account_config(book: Book, p: dict[str, str], now: int) -> Any:
     """``GET /fapi/v1/accountConfig``: the USD-M account's fee tier (ccxt's
     ``fetch_trading_fees`` maps it onto its published tier table). Tier 0 unless a test sets
@@ -221,6 +232,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/sapi/v1/asset/transfer"): _signed(_transfer),
     ("GET", "/sapi/v1/asset/transfer"): _signed(_transfer_history),
     ("GET", "/sapi/v1/asset/tradeFee"): _signed(_trade_fee),
+    ("GET", "/sapi/v1/account/apiRestrictions"): _signed(_api_restrictions),
     # USD-M futures: market data
     ("GET", "/fapi/v1/ping"): _public(lambda b, p, n: {}),
     ("GET", "/fapi/v1/time"): _public(_time),

@@ -162,12 +162,13 @@ class BinanceEmulator(EmulatorServer[Fault, Recorded]):
 
     def inject_echo(self, status: int = 400, path: str | None = None,
                     method: str | None = None, times: int | None = 1, code: int = -1100,
-                    html: bool = False) -> Fault:
+                    html: bool = False,
+                    when: Callable[[dict[str, str]], bool] | None = None) -> Fault:
         """Refuse with an error body that echoes the request back, as some gateways and
         WAFs do: the query string and form body (signature included) and the API-key
         header. JSON with Binance's ``code`` (``html=False``) or an HTML error page."""
         return self.inject(Fault("echo", method, path, times, status=status, code=code,
-                                 body="html" if html else None))
+                                 body="html" if html else None, when=when))
 
     def inject_reset(self, path: str | None = None, method: str | None = None,
                      times: int | None = 1, after_processing: bool = False) -> Fault:

@@ -132,6 +132,18 @@ class Venue:
         entry = balance.get(QUOTE) or {}
         return dec(entry.get("free")), dec(entry.get("total"))
 
+    def withdrawals_enabled(self, exchange: Any, mode: Mode) -> bool | None:
+        """Whether the API key may withdraw funds, where the venue tells (one raw ccxt call);
+        None: this venue or host does not say. The daemon never withdraws; a trading key
+        with that permission only widens what a stolen key can do, so start-up warns."""
+        return None
+
+    def key_environment_hint(self, mode: Mode, text: str) -> str | None:
+        """What to do when the venue refused the key with ``text`` (its error, scrubbed) in
+        ``mode``, if the answer can mean a key made for another environment (testnet, demo,
+        live); None: nothing to add."""
+        return None
+
     def is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, ccxt.DuplicateOrderId) or any(
             m in str(exc) for m in self.duplicate_markers)

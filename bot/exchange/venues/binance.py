@@ -111,6 +111,29 @@ class Binance(Venue):
                 return str(row.get("tranId") or "")
         return None
 
+    def withdrawals_enabled(self, exchange: Any, mode: Mode) -> bool | None:
+        """``GET /sapi/v1/account/apiRestrictions`` (``enableWithdrawals``). The demo and
+        testnet hosts have no sapi: not asked there (None)."""
+        if mode != "live":
+            return None
+        raw = exchange.sapi_get_account_apirestrictions()
+        value = raw.get("enableWithdrawals") if isinstance(raw, dict) else None
+        return value if isinstance(value, bool) else None
+
+    def key_environment_hint(self, mode: Mode, text: str) -> str | None:
+        """-2015 ("Invalid API-key, IP, or permissions") and -2014 ("API-key format
+        invalid") are also Binance's answer to a key of another environment: the demo,
+        testnet and live hosts each know only their own keys."""
+        if "-2015" not in text and "-2014" not in text:
+            return None
+        where = {"demo": "demo.binance.com (Demo Trading)",
+                 "testnet": "testnet.binance.vision",
+                 "live": "binance.com (API Management)"}[mode]
+        return (f"binance refused the key in {mode} mode; {mode} needs a key created on "
+                f"{where}: a key from another environment, an IP not on the key's whitelist "
+                "or missing permissions all get this answer; fix the key or mode and start "
+                "again")
+
     def perp_wallet(self, balance: dict[str, Any]) -> tuple[Decimal, Decimal]:
         """ccxt's USDT ``total`` is Binance's marginBalance, which includes unrealised PnL;
         the port wants the wallet (the core adds PnL from positions itself)."""

@@ -143,6 +143,17 @@ class Bybit(Venue):
         sends ``account/set-margin-mode``)."""
         exchange.set_margin_mode(mode, symbol)
 
+    def key_environment_hint(self, mode: Mode, text: str) -> str | None:
+        """10003 "API key is invalid" is also Bybit's answer to a key of another
+        environment: testnet, demo and live each know only their own keys."""
+        if "10003" not in text:
+            return None
+        where = {"testnet": "testnet.bybit.com", "demo": "the Demo Trading account on bybit.com",
+                 "live": "bybit.com (API Management)"}[mode]
+        return (f"bybit refused the key in {mode} mode; {mode} needs a key created on {where}: "
+                "a key from another environment, a deleted or expired key all get this "
+                "answer; fix the key or mode and start again")
+
     def retry_after(self, headers: Any) -> float | None:
         """``X-Bapi-Limit-Reset-Timestamp``: when the per-key limit resets, in epoch ms."""
         reset = headers.get("X-Bapi-Limit-Reset-Timestamp")

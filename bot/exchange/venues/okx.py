@@ -162,6 +162,29 @@ class Okx(Venue):
                 "mode -> One-way) with no open swap positions or orders")
         self._net_mode_checked = True
 
+    def withdrawals_enabled(self, exchange: Any, mode: Mode) -> bool | None:
+        """``GET /api/v5/account/config``: ``perm`` lists ``withdraw`` when the key may."""
+        config = exchange.private_get_account_config()
+        data = (config.get("data") or [{}])[0] if isinstance(config, dict) else {}
+        perm = data.get("perm") if isinstance(data, dict) else None
+        if not isinstance(perm, str):
+            return None
+        return "withdraw" in perm.split(",")
+
+    def key_environment_hint(self, mode: Mode, text: str) -> str | None:
+        """50101 "APIKey does not match current environment": a demo-trading key on the
+        live service or a live key in demo mode. OKX says so outright."""
+        if "50101" not in text:
+            return None
+        if mode == "live":
+            return ("okx says this API key is not a live key (50101: it was created for demo "
+                    "trading); mode is live: use a key created under your live account, or set "
+                    "mode = \"demo\" to trade with this one")
+        return (f"okx says this API key is not a demo-trading key (50101: it is a live key); "
+                f"mode is {mode}: create a key under Demo Trading (Trade -> Demo trading -> "
+                "API) and use that, or set mode = \"live\" (with --i-understand-live-trading) "
+                "to trade with this one")
+
     def set_leverage(self, exchange: Any, symbol: str, leverage: Decimal, mode: str) -> None:
         self._require_net_mode(exchange)
         exchange.set_leverage(leverage_arg(leverage), symbol, {"marginMode": mode})
