@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from bot.domain.models import DailySeries, FiniteSeries, MarketSnapshot, Series, TokenSpec
@@ -104,6 +104,7 @@ class MarketView:
     stale: frozenset[str]
     highs: Mapping[str, DailyValues]
     lows: Mapping[str, DailyValues]
+    open_interest: Mapping[str, DailyValues] = field(default_factory=dict)
 
     @classmethod
     def build(cls, snapshot: MarketSnapshot) -> MarketView:
@@ -118,7 +119,10 @@ class MarketView:
         lows = {t: DailyValues.from_series(s, as_of) for t, s in sorted(snapshot.lows.items())}
         last_days = [d.last_day for d in closes.values() if d.last_day is not None]
         anchor = max(last_days) if last_days else as_of.date()
-        return cls(as_of, anchor, closes, volumes, metrics, funding, snapshot.stale, highs, lows)
+        oi = {t: DailyValues.from_series(s, as_of)
+              for t, s in sorted(snapshot.open_interest.items())}
+        return cls(as_of, anchor, closes, volumes, metrics, funding, snapshot.stale, highs, lows,
+                   oi)
 
     @property
     def prices_stale(self) -> bool:

@@ -178,7 +178,7 @@ class MarketSnapshot:
     ``fees_usd`` or ``dev_commits``. ``funding[token]`` holds funding normalised to a rate per
     hour, one point per settlement. ``stale`` names signals whose source failed or lags; the
     engine must not move money on them. Keys: ``prices``, ``funding``, ``metric:<metric>`` for a
-    whole metric, ``metric:<metric>:<sector>`` for one sector's series.
+    whole metric, ``metric:<metric>:<sector>`` for one sector's series, ``oi:<TOKEN>``.
     """
 
     as_of: datetime
@@ -189,6 +189,10 @@ class MarketSnapshot:
     stale: frozenset[str] = frozenset()
     highs: Mapping[str, Series] = field(default_factory=dict)
     lows: Mapping[str, Series] = field(default_factory=dict)
+    open_interest: Mapping[str, Series] = field(default_factory=dict)
+    """Daily open interest per perp (contracts in the base asset where the venue says, else
+    USD), stamped at the day's close like a candle; empty where no source serves it. A fetch
+    that failed marks ``oi:<TOKEN>`` stale."""
 
     def price(self, token: str) -> float | None:
         last = self.closes.get(token, Series()).last()

@@ -17,7 +17,11 @@ and the sector metrics come the components (names as in ``SectorScore.components
   where attention moves, not whether the market is busy;
 - ``overbought``: penalty when the index's RSI is above the threshold;
 - ``crowding``: penalty when the basket's perp funding is above its own trailing percentile
-  or an absolute APR cap;
+  or an absolute APR cap, plus leverage crowding where the source has open interest: OI
+  grown more than ``OI_CROWDED_GROWTH`` over ``OI_GROWTH_DAYS`` while funding is above
+  ``OI_FUNDING_MIN_APR`` (rising OI with rising funding). Without OI data the component is
+  what it was; a failed OI read (``oi:<TOKEN>`` stale) leaves that token's crowding unread,
+  as stale funding does;
 - ``cycle_prior``: the small bonus for the stage after the current leader's (not a signal,
   so it does not count towards confidence).
 
@@ -49,6 +53,16 @@ MIN_FUNDING_HISTORY = 30
 """Settlements needed before a token's own funding percentile is trusted."""
 
 Z_SCORED = ("mom", "tvl", "volume", "dev", "fees", "attention")
+
+OI_GROWTH_DAYS = 7
+"""Open-interest growth is measured over this many days (Binance serves 30 days of it)."""
+OI_CROWDED_GROWTH = 0.20
+"""Log growth of open interest above which leverage is building (~ +22 % in a week)."""
+OI_FUNDING_MIN_APR = 0.15
+"""...but only while longs pay funding above this APR, clearly over the standing ~11 %
+interest component: growing OI with flat funding is hedged or two-sided, not crowded."""
+OI_MAX_AGE_DAYS = 2
+"""Open interest whose newest day is older than this is not read (the venue stopped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +175,24 @@ def funding_reading(view: MarketView, token: str, params: StrategyParams) -> Fun
     return FundingReading(apr=apr, threshold=threshold)
 
 
+def oi_growth(view: MarketView, token: str) -> float | None:
+    """Log growth of ``token``'s open interest over ``OI_GROWTH_DAYS`` to its newest day, or
+    None without (recent enough) data."""
+    if f"oi:{token}" in view.stale:
+        return None
+    series = view.open_interest.get(token)
+    if series is None or series.last_day is None:
+        return None
+    end = series.last_day
+    if (view.as_of.date() - end).days > OI_MAX_AGE_DAYS:
+        return None
+    now = series.on_or_before(end, 0)
+    then = series.on_or_before(end - timedelta(days=OI_GROWTH_DAYS), 1)
+    if not now or not then or now <= 0 or then <= 0:
+        return None
+    return math.log(now / then)
+
+
 def _metric_growth(view: MarketView, sector: str, metric: str, recent_days: int,
                    base_days: int, smoothing: float) -> float | None:
     """log((mean recent + s) / (mean base + s)) over two adjacent windows of the metric."""
@@ -262,13 +294,22 @@ def raw_sector_signals(view: MarketView, sector: SectorSpec, basket: tuple[str, 
     for symbol in basket:
         token = next(t for t in sector.tokens if t.symbol == symbol)
         reading = funding_reading(view, symbol, params) if token.perp else None
-        if reading is None:
-            continue
+        if reading is None or f"oi:{symbol}" in view.stale:
+            continue  # unknown funding, or OI the venue serves but could not be read
         excess = max(0.0, reading.apr - reading.threshold) / params.funding_crowded_apr
-        penalties.append(-min(params.z_clip, excess))
+        growth = oi_growth(view, symbol)
+        leverage = 0.0
+        if growth is not None and growth > OI_CROWDED_GROWTH and reading.apr > OI_FUNDING_MIN_APR:
+            leverage = (growth - OI_CROWDED_GROWTH) / OI_CROWDED_GROWTH
+            notes.append(f"leverage crowding: {symbol} open interest "
+                         f"{math.expm1(growth):+.0%} in {OI_GROWTH_DAYS}d with funding "
+                         f"{reading.apr:.0%} APR")
+        penalties.append(-min(params.z_clip, excess + leverage))
         if reading.crowded:
+            oi = (f", open interest {math.expm1(growth):+.0%} in {OI_GROWTH_DAYS}d"
+                  if growth is not None else "")
             notes.append(f"crowded: {symbol} funding {reading.apr:.0%} APR > "
-                         f"{reading.threshold:.0%}")
+                         f"{reading.threshold:.0%}{oi}")
     raw["crowding"] = sum(penalties) / len(penalties) if penalties else None
     return raw
 

@@ -11,6 +11,7 @@ and the message scrubber; ``repr`` and every raised message are free of them.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,6 +46,7 @@ from bot.exchange.port import (
     Balances,
     ExchangeError,
     ExchangeUnavailable,
+    OpenInterestHistory,
     OrderRejected,
     OutcomeUnknown,
 )
@@ -168,6 +170,7 @@ class CcxtExchange:
         self._funding_at: float | None = None
         self.dropped: dict[tuple[str, MarketKind], str] = {}
         self.funding_unknown: set[str] = set()
+        self._oi_served: bool | None = None
         self._orders = OrderDesk(self)
 
     def __repr__(self) -> str:
@@ -368,6 +371,44 @@ class CcxtExchange:
                                          {"paginate": True, "maxRetries": 0}))
         return list(rows or [])
 
+    def fetch_open_interest_history(self, tokens: Iterable[str],
+                                    days: int) -> OpenInterestHistory | None:
+        """ccxt's ``fetch_open_interest_history(symbol, "1d")`` per perp (Binance USD-M
+        ``/futures/data/openInterestHist``, Bybit ``/v5/market/open-interest``, OKX
+        ``rubik/stat/contracts/open-interest-history``): one request per token, as none of
+        the three has a batch endpoint for the history. None where the venue does not serve
+        it (``has['fetchOpenInterestHistory']`` false, or ccxt raises ``NotSupported``: a
+        host without the endpoint, e.g. Binance's testnet); a token's failed read is named
+        in ``failed``. Amounts are ``openInterestAmount`` (base asset: price moves alone are
+        not growth) where every row has it, else ``openInterestValue``."""
+        instance = self._exchanges.get(MarketKind.PERP)
+        if (instance is None or self._oi_served is False
+                or not instance.has.get("fetchOpenInterestHistory")):
+            return None
+        history: dict[str, list[tuple[int, float]]] = {}
+        failed: dict[str, str] = {}
+        for token in sorted(set(tokens)):
+            try:
+                exchange, symbol, _ = self.route(token, MarketKind.PERP)
+            except OrderRejected:
+                continue  # not listed as a perp here: nothing to read, nothing stale
+
+            def read(ex: Any = exchange, sym: str = symbol) -> Any:
+                return ex.fetch_open_interest_history(sym, "1d", None, days)
+
+            try:
+                rows = self._caller.read(exchange, f"fetch_open_interest_history {symbol}",
+                                         read)
+            except ExchangeError as exc:
+                if isinstance(exc.__cause__, ccxt.NotSupported):
+                    self._oi_served = False
+                    return None
+                failed[token] = str(exc)
+                continue
+            history[token] = _open_interest_rows(rows or [])
+        self._oi_served = True
+        return OpenInterestHistory(history, failed)
+
     def fetch_funding_rates(self, tokens: Iterable[str]) -> dict[str, FundingRate]:
         """Per-hour rates using each market's own interval (1h/4h/8h all occur). Interval
         sources, in order: the venue's interval data (Binance ``fundingInfo``, Bybit market
@@ -492,6 +533,25 @@ class CcxtExchange:
             wire = amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
             return self._caller.read(exchange, "find transfer", lambda: self.venue.find_transfer(
                 exchange, wire, to is MarketKind.PERP, int(since.timestamp() * 1000)))
+
+
+def _open_interest_rows(rows: Iterable[Any]) -> list[tuple[int, float]]:
+    """ccxt open-interest structures as ``(ms, amount)``, oldest first; base-asset amounts
+    when every row has one, else USD values; a malformed row is skipped (missing data)."""
+    def column(key: str) -> list[tuple[int, float]]:
+        out: dict[int, float] = {}
+        for row in rows:
+            try:
+                stamp, value = int(row["timestamp"]), float(row[key])
+            except (TypeError, ValueError, KeyError):
+                continue
+            if math.isfinite(value) and value > 0:
+                out[stamp] = value
+        return sorted(out.items())
+
+    rows = list(rows)
+    amounts, values = column("openInterestAmount"), column("openInterestValue")
+    return amounts if len(amounts) >= len(values) else values
 
 
 def _last_prices(exchange: Any, symbols: list[str]) -> dict[str, Any]:

@@ -55,8 +55,20 @@ class ExchangeUnavailable(ExchangeError):
     """Reads kept failing after the safe retries."""
 
 
+@dataclass(frozen=True, slots=True)
+class OpenInterestHistory:
+    """Daily open interest per perp token: ``[(unix ms of the reading, amount)]`` oldest
+    first, the amount in the base asset where the venue gives it, else in USD (one unit per
+    token, whichever it is: only its growth is read). ``failed`` names the tokens whose read
+    failed, with why (their ``oi:<TOKEN>`` signal is stale)."""
+
+    history: Mapping[str, Sequence[tuple[int, float]]]
+    failed: Mapping[str, str]
+
+
 class MarketDataPort(Protocol):
-    """What a signal source reads from a venue: its markets, daily candles and funding."""
+    """What a signal source reads from a venue: its markets, daily candles, funding and
+    open interest."""
 
     name: str
 
@@ -70,6 +82,13 @@ class MarketDataPort(Protocol):
         ...
 
     def fetch_funding_rates(self, tokens: Iterable[str]) -> dict[str, FundingRate]:
+        ...
+
+    def fetch_open_interest_history(self, tokens: Iterable[str],
+                                    days: int) -> OpenInterestHistory | None:
+        """The last ``days`` daily open-interest readings of each perp token; None where
+        the venue (or this mode of it) serves none: nothing is stale then, the engine reads
+        crowding from funding alone."""
         ...
 
 

@@ -25,12 +25,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from bot.domain.models import MarketKind, MarketSnapshot, Series, TokenSpec
-from bot.exchange.port import ExchangeError, MarketDataPort
+from bot.exchange.port import ExchangeError, MarketDataPort, OpenInterestHistory
 
 DAY = timedelta(days=1)
 DAY_MS = 86_400_000
 MAX_CANDLES = 1000
 """Candles asked for per token (Binance spot serves at most 1000 klines per request)."""
+OI_DAYS = 30
+"""Daily open-interest readings asked for per perp (Binance keeps the last 30 days)."""
 
 
 class DailyCandles(NamedTuple):
@@ -169,6 +171,7 @@ class VenueSignals:
                 # at this cycle, so it is stamped at ``as_of`` (a later stamp would be
                 # invisible to a decision taken as of ``as_of``).
                 funding = {t: Series(((as_of, r.hourly_rate),)) for t, r in sorted(rates.items())}
+        open_interest = self._open_interest(perps, as_of, stale) if perps else {}
         metrics: dict[str, dict[str, Series]] = {}
         reported: dict[str, str] = {}
         if any(not p.started for p in self.sector_metrics):
@@ -191,7 +194,35 @@ class VenueSignals:
         self._reported = reported
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
                               sector_metrics=metrics, funding=funding,
-                              stale=frozenset(stale), highs=highs, lows=lows)
+                              stale=frozenset(stale), highs=highs, lows=lows,
+                              open_interest=open_interest)
+
+    def _open_interest(self, perps: list[str], as_of: datetime,
+                       stale: set[str]) -> dict[str, Series]:
+        """Each perp's daily open interest where the venue serves it; a token whose read
+        failed or came back empty is ``oi:<TOKEN>`` stale (its crowding is then not read,
+        as with stale funding). A venue without open interest adds nothing and no stale key."""
+        try:
+            answer: OpenInterestHistory | None = self.exchange.fetch_open_interest_history(
+                perps, OI_DAYS)
+        except ExchangeError as exc:
+            self.log.warning("signal.fetch_failed", signal="oi", error=str(exc))
+            stale.update(f"oi:{t}" for t in perps)
+            return {}
+        if answer is None:
+            return {}
+        out: dict[str, Series] = {}
+        for token in perps:
+            rows = answer.history.get(token)
+            points = tuple((datetime.fromtimestamp(ms / 1000, UTC), value)
+                           for ms, value in rows or () if ms / 1000 <= as_of.timestamp())
+            if points:
+                out[token] = Series(points)
+            elif token in answer.failed or rows is not None:
+                reason = answer.failed.get(token, "no open interest reading")
+                self.log.warning("signal.fetch_failed", signal=f"oi:{token}", error=reason)
+                stale.add(f"oi:{token}")
+        return out
 
     @property
     def has_providers(self) -> bool:

@@ -55,6 +55,29 @@ def _klines(market: str) -> Handler:
     return handler
 
 
+def _open_interest_hist(book: Book, p: dict[str, str], now: int) -> Any:
+    """``GET /futures/data/openInterestHist`` (USD-M "Open Interest Statistics"): ``symbol``,
+    ``period`` (5m ... 1d), ``limit`` (default 30, at most 500), oldest first, each
+    ``{symbol, sumOpenInterest, sumOpenInterestValue, timestamp}`` with the amounts as
+    strings, as Binance answers. The readings come from ``book.open_interest[symbol]`` (base
+    units, newest last; a test sets them), else a flat 1,000 per period."""
+    inst = book.instrument(p.get("symbol"), "perp")
+    step = INTERVAL_MS.get(p.get("period", ""))
+    if step is None:
+        raise VenueError(-1130, "Data sent for parameter 'period' is not valid.")
+    limit = min(int(p.get("limit", "30")), 500)
+    readings = getattr(book, "open_interest", {}).get(inst.symbol) or [Decimal(1000)]
+    last = now - now % step
+    rows = []
+    for i in range(limit):
+        back = limit - 1 - i
+        amount = Decimal(readings[max(0, len(readings) - 1 - back)])
+        rows.append({"symbol": inst.symbol, "sumOpenInterest": d.s(amount),
+                     "sumOpenInterestValue": d.s(amount * inst.price),
+                     "timestamp": last - back * step})
+    return rows
+
+
 def _new_order(market: str) -> Handler:
     def handler(book: Book, p: dict[str, str], now: int) -> Any:
         order = book.new_order(market, p)
@@ -244,6 +267,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/fapi/v1/premiumIndex"): _public(_per_symbol(d.premium_index, "perp")),
     ("GET", "/fapi/v1/fundingRate"): _public(_funding_rate_history),
     ("GET", "/fapi/v1/fundingInfo"): _public(_funding_info),
+    ("GET", "/futures/data/openInterestHist"): _public(_open_interest_hist),
     # USD-M futures: account
     ("GET", "/fapi/v3/account"): _signed(lambda b, p, n: d.futures_account(b, n)),
     ("GET", "/fapi/v2/account"): _signed(lambda b, p, n: d.futures_account(b, n)),

@@ -47,6 +47,10 @@ class Binance(Venue):
     def enter_mode(self, exchange: Any, mode: Mode, kind: MarketKind) -> None:
         if mode == "demo":
             exchange.enable_demo_trading(True)
+            # ccxt's demo hosts lack ``futures/data`` (open-interest statistics): asked of
+            # the demo futures host like the rest (a demo daemon talks to demo hosts only).
+            exchange.urls["api"].setdefault("fapiData", exchange.urls["api"][
+                "fapiPublic"].replace("/fapi/v1", "/futures/data"))
         elif mode == "testnet":
             if kind is MarketKind.PERP:
                 raise ValueError("binance: the USD-M futures testnet no longer takes private "
