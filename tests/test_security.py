@@ -261,3 +261,26 @@ def test_the_container_runs_as_a_non_root_user() -> None:
     # nothing after the last USER switches back
     assert "USER root" not in text.split(f"USER {users[-1]}")[-1]
     assert os.path.basename(users[-1]) == users[-1]
+
+
+def test_the_lock_pins_every_dependency_and_ci_does_not_audit_over_the_network() -> None:
+    """``requirements.lock`` (a constraints file) pins each dependency of ``.[dev]`` with
+    ``==`` and names no index or URL; ``scripts/audit.sh`` needs the vulnerability services,
+    so CI (``.ci/run``) does not call it."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    names = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower().replace("_", "-")
+             for d in wanted}
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), line
+            pins[name.lower().replace("_", "-")] = version
+    assert names <= set(pins), sorted(names - set(pins))
+    assert "sectorbot" not in pins
+    assert "://" not in (REPO / "requirements.lock").read_text()
+    assert "audit" not in (REPO / ".ci" / "run").read_text()
+    assert os.access(REPO / "scripts" / "audit.sh", os.X_OK)
