@@ -393,7 +393,7 @@ def test_a_backtest_report_carries_no_secret(tmp_path: Path, echo: str, proxy: s
     for key in ("SECTORBOT__ALERTS__ENABLED",):
         env.pop(key)
     out = tmp_path / "report"
-    done = cli(["backtest", "--out", str(out), "--start", "2024-01-01", "--end",
+    done = cli(["backtest", "--out", str(out), "--start", "2024-03-01", "--end",
                 "2024-03-31"], tmp_path, env)
     assert done.returncode == 0, done.stderr
     files = sorted(p for p in out.rglob("*") if p.is_file())
