@@ -315,3 +315,57 @@ def test_sector_figures_are_kept_as_first_seen_and_only_new_days_are_written(
                     ("2024-03-02", "L1", "tvl_usd", 2.25),
                     ("2024-03-03", "L1", "tvl_usd", 3.0),
                     ("2024-03-04", "L1", "tvl_usd", 4.125)]
+
+
+def test_venue_candles_and_funding_are_kept_as_first_seen_and_only_newer_written(
+        open_store: Callable[[], StateStore]) -> None:
+    """The candles and funding a live decision read are kept exactly (decimal text): a
+    venue revising a kept day later does not change it, and a restarted daemon reads the
+    newest kept day and reading per token back, so it writes only what is newer."""
+    from datetime import date
+
+    from bot.store.market_data import KeptCandle, KeptFunding
+
+    def candle(token: str, day: date, close: str, high: str | None = None) -> KeptCandle:
+        c = Decimal(close)
+        return KeptCandle(token, day, "spot", c, Decimal(high) if high else None,
+                          c if high else None, c, Decimal("12.5"), c * Decimal("12.5"))
+
+    def funding(token: str, hours: int, rate: str) -> KeptFunding:
+        return KeptFunding(token, T0 + timedelta(hours=hours), Decimal(rate), Decimal("8.0"))
+
+    d1 = date(2024, 3, 1)
+    days = [d1 + timedelta(days=i) for i in range(3)]
+    store = open_store()
+    assert store.record_market_data(
+        "binance", [candle("BTC", d, c, h) for d, c, h in
+                    zip(days, ["62000.12", "0.000000000000000001", "63000.10"],
+                        ["62500.5", None, "63000.10"], strict=True)]
+        + [candle("SOL", d1, "101.123456789012")],
+        [funding("BTC", 0, "0.00010000"), funding("BTC", 1, "-0.0000125")],
+        T0) == (4, 2)
+    # The venue revises every day it serves and adds one: only the new day is written.
+    revised = [candle("BTC", d, "1") for d in [*days, d1 + timedelta(days=3)]]
+    assert store.record_market_data("binance", revised, [funding("BTC", 1, "0.5")],
+                                    T0 + timedelta(hours=1)) == (1, 0)
+    reopened = open_store()  # a restarted daemon knows what it kept
+    assert reopened.newest_kept_candles() == {"BTC": d1 + timedelta(days=3), "SOL": d1}
+    assert reopened.newest_kept_funding() == {"BTC": T0 + timedelta(hours=1)}
+    assert reopened.newest_kept_funding()["BTC"].tzinfo == UTC
+    assert reopened.record_market_data(
+        "binance", revised + [candle("SOL", d1, "7")],
+        [funding("BTC", 0, "9"), funding("BTC", 1, "9"), funding("BTC", 2, "0.0003")],
+        T0 + timedelta(hours=2)) == (0, 1)
+    kept = [(r.token, r.day.isoformat(), format(r.close, "f"),
+             None if r.high is None else format(r.high, "f"), r.venue, r.market)
+            for r in reopened.venue_candles()]
+    assert kept == [("BTC", "2024-03-01", "62000.12", "62500.5", "binance", "spot"),
+                    ("BTC", "2024-03-02", "0.000000000000000001", None, "binance", "spot"),
+                    ("BTC", "2024-03-03", "63000.10", "63000.10", "binance", "spot"),
+                    ("BTC", "2024-03-04", "1", None, "binance", "spot"),
+                    ("SOL", "2024-03-01", "101.123456789012", None, "binance", "spot")]
+    assert [r.quote_volume for r in reopened.venue_candles()][0] == Decimal("775001.500")
+    assert [(r.ts, format(r.rate, "f"), r.interval_hours) for r in reopened.venue_funding()] \
+        == [(T0, "0.00010000", Decimal("8.0")),
+            (T0 + timedelta(hours=1), "-0.0000125", Decimal("8.0")),
+            (T0 + timedelta(hours=2), "0.0003", Decimal("8.0"))]

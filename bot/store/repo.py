@@ -27,6 +27,7 @@ from bot.domain.codec import decision_to_dict
 from bot.domain.models import Decision, Portfolio
 from bot.store.engine import StoreTarget, create_store_engine, parse_target
 from bot.store.journal import OrderJournal
+from bot.store.market_data import MarketDataLog
 from bot.store.migrate import require_head, upgrade_to_head
 from bot.store.schema import (
     DecisionRow,
@@ -59,7 +60,7 @@ class StoredSignalSnapshot:
     stale: frozenset[str]
 
 
-class StateStore(OrderJournal, SectorMetricLog):
+class StateStore(OrderJournal, SectorMetricLog, MarketDataLog):
     """Durable daemon state in one SQLite file or one PostgreSQL database.
 
     ``path_or_url`` is a filesystem path (SQLite, the default) or a SQLAlchemy URL such as

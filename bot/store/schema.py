@@ -29,7 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Mirrors the numeric Alembic head revision into kv["schema_version"] for humans and for the
 # pre-Alembic detection (a database stamped "1" by create_all is revision 0001).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -269,6 +269,45 @@ class SectorMetricPointRow(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     value: Mapped[float] = mapped_column(Float(53))
     fetched_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class VenueCandleRow(Base):
+    """Revision 0008: each closed daily candle a decision on a venue read, as first seen.
+
+    ``day`` is the candle's UTC day (it closed at the next 00:00 UTC). Prices and volumes are
+    the exact text of the values the engine read (``quote_volume`` is the one it ranked
+    liquidity on). ``high``/``low`` are None where the venue's were missing or inconsistent
+    (the engine then read no extremes for the day). A later revision by the venue never
+    replaces a kept day.
+    """
+
+    __tablename__ = "venue_candles"
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    venue: Mapped[str] = mapped_column(String(16))
+    market: Mapped[str] = mapped_column(String(8))
+    open: Mapped[Decimal] = mapped_column(DecimalText)
+    high: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    low: Mapped[Decimal | None] = mapped_column(DecimalText, nullable=True)
+    close: Mapped[Decimal] = mapped_column(DecimalText)
+    volume: Mapped[Decimal] = mapped_column(DecimalText)
+    quote_volume: Mapped[Decimal] = mapped_column(DecimalText)
+    fetched_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class VenueFundingRow(Base):
+    """Revision 0008: each funding reading a decision on a venue read, as first seen.
+
+    ``ts`` is the cycle's ``as_of`` (the reading is stamped there, as the engine saw it);
+    ``rate / interval_hours`` is exactly the per-hour rate the engine read.
+    """
+
+    __tablename__ = "venue_funding"
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    venue: Mapped[str] = mapped_column(String(16))
+    rate: Mapped[Decimal] = mapped_column(DecimalText)
+    interval_hours: Mapped[Decimal] = mapped_column(DecimalText)
 
 
 class KeyValueRow(Base):
