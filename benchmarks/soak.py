@@ -163,14 +163,18 @@ def growth(start: float, end: float) -> float:
 
 
 def summarise(samples: list[dict[str, Any]], cycles: int, warmup_share: float) -> dict[str, Any]:
+    """Growth from the first sample after the warm-up to the last one taken while cycles
+    still ran. Samples once the last cycle is logged belong to the shutdown (the end-of-run
+    summary against the benchmarks, the store closing): reported as ``at_exit``."""
     warm = max(1, int(cycles * warmup_share))
-    after = [s for s in samples if s["cycles"] >= warm] or samples[-1:]
+    running = [s for s in samples if s["cycles"] < cycles] or samples
+    after = [s for s in running if s["cycles"] >= warm] or running[-1:]
     base, end = after[0], after[-1]
     out: dict[str, Any] = {"warmup_cycles": warm, "baseline_at_cycle": base["cycles"],
-                           "end_at_cycle": end["cycles"]}
+                           "end_at_cycle": end["cycles"], "at_exit": samples[-1]}
     for key in ("rss_kib", "fds", "threads"):
         out[key] = {"first": samples[0][key], "baseline": base[key], "end": end[key],
-                    "peak": max(s[key] for s in samples),
+                    "peak": max(s[key] for s in running),
                     "peak_after_warmup": max(s[key] for s in after),
                     "growth_pct": growth(base[key], end[key])}
     return out
