@@ -30,7 +30,9 @@ from bot.domain.risk_limits import RiskLimits
 from bot.domain.wallets import pooled, wallet_transfer
 from bot.exchange.port import ExchangeError, ExchangePort, OutcomeUnknown
 from bot.service.executor import ExecutionReport, Executor
+from bot.service.market_keep import candle_markets, kept_candles, kept_funding
 from bot.service.risk_watch import RiskWatch
+from bot.sources.venue_read import VenueRead
 from bot.store.repo import StateStore
 
 ROTATION_KEY = "engine.rotation"
@@ -108,8 +110,8 @@ class TradingCycle:
                  log: Any, margin_mode: str = "isolated",
                  should_stop: Callable[[], bool] | None = None,
                  transfers: TransferPolicy | None = None, keep_metrics: bool = False) -> None:
-        """``keep_metrics``: keep each provider figure as first seen (on a venue; replay
-        data is already on disk)."""
+        """``keep_metrics``: keep each provider figure, and the venue's candles and funding,
+        as first seen (on a venue; replay data is already on disk)."""
         self.universe = universe
         self.params = params
         self.limits = limits
@@ -146,8 +148,22 @@ class TradingCycle:
         self.store.record_signal_snapshot(as_of, snapshot_summary(snap), snap.stale)
         if self.keep_metrics:
             self.store.record_sector_metrics(snap.sector_metrics, as_of)
+            self._keep_market_data(snap)
         self._snapshot = snap
         return snap
+
+    def _keep_market_data(self, snap: MarketSnapshot) -> None:
+        """Keep the venue's candles and funding the snapshot holds, as first seen (only what
+        is newer than the newest kept per token), for ``export-signals --replay-dir``."""
+        read: VenueRead | None = getattr(self.signals, "last_read", None)
+        if read is None or read.as_of != snap.as_of:
+            return  # not a venue source, or its read belongs to another snapshot
+        candles = kept_candles(snap, read, candle_markets(self.universe.all_tokens(),
+                                                          self.exchange.load_markets()),
+                               self.store.newest_kept_candles())
+        funding = kept_funding(snap, read, self.store.newest_kept_funding())
+        if candles or funding:
+            self.store.record_market_data(self.exchange.name, candles, funding, snap.as_of)
 
     def _log_staleness(self, stale: frozenset[str], as_of: datetime) -> None:
         """Say when a signal goes stale and when it recovers, not at every cycle it stays

@@ -24,8 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from bot.domain.models import MarketKind, MarketSnapshot, Series, TokenSpec
+from bot.domain.models import FundingRate, MarketKind, MarketSnapshot, Series, TokenSpec
 from bot.exchange.port import ExchangeError, MarketDataPort, OpenInterestHistory
+from bot.sources.venue_read import VenueRead
 
 DAY = timedelta(days=1)
 DAY_MS = 86_400_000
@@ -133,6 +134,8 @@ class VenueSignals:
         self._reported: dict[str, str] = {}
         """What was last said about each provider key (failure reason, dropped part): said
         again only when it changes, so an outage is one line, not one per round."""
+        self.last_read: VenueRead | None = None
+        """The venue's answers behind the last snapshot (kept by the cycle as first seen)."""
 
     def snapshot(self, as_of: datetime) -> MarketSnapshot:
         as_of = as_of.astimezone(UTC)
@@ -142,6 +145,7 @@ class VenueSignals:
         volumes: dict[str, Series] = {}
         highs: dict[str, Series] = {}
         lows: dict[str, Series] = {}
+        read_candles: dict[str, list[Any]] = {}
         for token in self.tokens:
             try:
                 rows = self._daily_candles(token)
@@ -151,6 +155,7 @@ class VenueSignals:
                                  error=str(exc))
                 stale.add(f"prices:{token.symbol}")
                 continue
+            read_candles[token.symbol] = rows
             daily = candle_series(rows, as_of).after(since)
             if daily.closes.points:
                 closes[token.symbol] = daily.closes
@@ -159,6 +164,7 @@ class VenueSignals:
         if not closes:
             stale.add("prices")
         funding: dict[str, Series] = {}
+        read_rates: dict[str, FundingRate] = {}
         perps = [t.symbol for t in self.tokens if t.perp]
         if perps:
             try:
@@ -171,6 +177,7 @@ class VenueSignals:
                 # at this cycle, so it is stamped at ``as_of`` (a later stamp would be
                 # invisible to a decision taken as of ``as_of``).
                 funding = {t: Series(((as_of, r.hourly_rate),)) for t, r in sorted(rates.items())}
+                read_rates = rates
         open_interest = self._open_interest(perps, as_of, stale) if perps else {}
         metrics: dict[str, dict[str, Series]] = {}
         reported: dict[str, str] = {}
@@ -192,6 +199,7 @@ class VenueSignals:
             reported |= {**failed, **dropped}
             stale |= set(failed)
         self._reported = reported
+        self.last_read = VenueRead(as_of, read_candles, read_rates)
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
                               sector_metrics=metrics, funding=funding,
                               stale=frozenset(stale), highs=highs, lows=lows,
