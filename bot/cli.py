@@ -78,9 +78,14 @@ def _parser() -> argparse.ArgumentParser:
                        "order sizes, the current plan's cost (reads only, never trades)"))
     venues.add_argument("--json", action="store_true", help="one JSON object on stdout")
     export = with_config(sub.add_parser(
-        "export-signals", help="write the provider figures the daemon saw as replay data"))
-    export.add_argument("--out", type=Path, required=True,
+        "export-signals", help="write the signals the daemon saw, as first seen, as replay "
+                               "data"))
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path,
                         help="the sector_metrics.csv to write (docs/data-format.md)")
+    target.add_argument("--replay-dir", type=Path, dest="replay_dir",
+                        help="a new replay directory: the venue's candles and funding, the "
+                             "provider figures and PROVENANCE.md (for backtest --data-dir)")
     from bot.optimize.cli import add_arguments as optimize_arguments
 
     optimize_arguments(with_config(sub.add_parser(
@@ -145,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "signals":
         return _signals(settings, args)
     if args.command == "export-signals":
+        if args.replay_dir is not None:
+            return _export_replay_dir(settings, args.replay_dir)
         return _export_signals(settings, args.out)
     if args.command == "venues":
         return _venues(settings, args.json)
@@ -477,11 +484,37 @@ def _export_signals(settings: Settings, out: Path) -> int:
         rows = store.sector_metric_points()
     finally:
         store.close()
-    lines = ["date,sector,metric,value"]
-    lines += [f"{r.day.isoformat()},{r.sector},{r.metric},{r.value!r}" for r in rows]
+    from bot.service.replay_export import metrics_csv
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out.write_text(metrics_csv(rows), encoding="utf-8")
     print(f"{len(rows)} figures written to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export_replay_dir(settings: Settings, out: Path) -> int:
+    """Everything a daemon on a venue kept as first seen (the venue's candles and funding,
+    the provider figures), as a replay directory a backtest reads what it read from."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        return fail_config([f"--replay-dir: {out} exists and is not empty; choose a new "
+                            "directory"])
+    store = _open_store(settings, read_only=True)
+    if isinstance(store, int):
+        return store
+    from bot.service.replay_export import write_replay_dir
+
+    try:
+        if not store.newest_kept_candles():
+            print(f"no venue candles kept in {store.location}: a daemon in testnet, demo "
+                  "or live mode keeps them as it runs", file=sys.stderr)
+            return EXIT_FAILURE
+        done = write_replay_dir(store, out, mode=settings.mode,
+                                exchange=settings.exchange.name)
+    finally:
+        store.close()
+    print(f"{sum(map(len, done.candles.values()))} candles of {len(done.candles)} tokens, "
+          f"{sum(map(len, done.funding.values()))} funding readings and "
+          f"{len(done.metrics)} sector figures written to {out}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +366,70 @@ def test_demo_decisions_see_sector_tvl_volume_and_dev_activity(emu: BinanceEmula
     tvl = dict(kept["L1"]["tvl_usd"])
     assert len(tvl) >= 90
     assert all(value == pytest.approx(expected[when]) for when, value in tvl.items())
+
+
+@pytest.mark.process
+def test_demo_keeps_what_its_decisions_read_and_exports_a_replay_dir_that_reads_the_same(
+        tmp_path: Path) -> None:
+    """Issue #13 replay: a demo daemon keeps the venue's closed daily candles and funding
+    each decision read, as first seen; ``export-signals --replay-dir`` writes them in the
+    data format, and a replay of that directory at the decision's time reads exactly the
+    closes, extremes, quote volumes and per-hour funding the decision read (awkward rates on
+    1 h, 4 h and 8 h intervals, so the exact decimal text matters)."""
+    from dataclasses import replace
+
+    from bot.service.cycle import snapshot_summary
+    from bot.service.daemon import LOOKBACK_DAYS
+    from bot.sources.replay import ReplayData
+    from bot.store.repo import StateStore
+    from tests.exchange_emulator import dialect
+    from tests.exchange_emulator.server import default_instruments
+
+    rates = {"BTC": "0.00012345", "SOL": "-0.00007777", "ARB": "0.00003333"}
+    instruments = [replace(i, funding_rate=Decimal(rates.get(i.base, "0.0001")),
+                           price=i.price + Decimal("0.07") if i.base == "ETH" else i.price)
+                   for i in default_instruments()]
+    with BinanceEmulator(KEY, SECRET, instruments=instruments) as emu:
+        proc = run_demo(emu, tmp_path, "--cycles", "2", SECTORBOT_TEST_NO_THROTTLE="1")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "replay"
+    export = subprocess.run(
+        [sys.executable, "-m", "bot", "export-signals", "--replay-dir", str(out),
+         "--config", str(tmp_path / "demo.toml")],
+        cwd=tmp_path, env=env_for(tmp_path / "state.sqlite3",
+                                  SECTORBOT__EXCHANGE__API_KEY=KEY,
+                                  SECTORBOT__EXCHANGE__API_SECRET=SECRET),
+        capture_output=True, text=True, timeout=60)
+    assert export.returncode == 0, export.stderr
+    assert "2800 candles of 7 tokens, 7 funding readings" in export.stderr
+    provenance = (out / "PROVENANCE.md").read_text()
+    assert "binance spot daily candles" in provenance and "as first seen" in provenance
+    assert (out / "funding" / "SOL.csv").read_text().splitlines()[1].endswith(",4.0")
+
+    data = ReplayData.load(out)
+    store = StateStore(tmp_path / "state.sqlite3", read_only=True)
+    try:
+        decided = {d.as_of for d in store.decisions()}
+        assert decided
+        for as_of in decided:
+            seen = store.signal_snapshot(as_of)
+            assert seen is not None and not seen.stale
+            replayed = data.snapshot(as_of, lookback_days=LOOKBACK_DAYS)
+            assert not replayed.stale
+            summary = json.loads(json.dumps(snapshot_summary(replayed)))
+            assert summary["closes"] == seen.payload["closes"]
+            assert summary["funding"] == seen.payload["funding"]  # exact per-hour floats
+            # The whole window the engine read, as VenueSignals builds it from the klines.
+            now_ms = int(as_of.timestamp() * 1000)
+            for inst in instruments:
+                rows = dialect.klines(inst, 86_400_000, LOOKBACK_DAYS + 2, now_ms)
+                live = candle_series(rows, as_of).after(as_of - timedelta(days=LOOKBACK_DAYS))
+                token = inst.base
+                assert replayed.closes[token].points == live.closes.points, token
+                assert replayed.quote_volumes[token].points == live.volumes.points, token
+                assert replayed.highs[token].points == live.highs.points, token
+                assert replayed.lows[token].points == live.lows.points, token
+                hourly = float(Decimal(rates.get(token, "0.0001"))) / inst.funding_interval_hours
+                assert replayed.funding[token].points == ((as_of, hourly),), token
+    finally:
+        store.close()

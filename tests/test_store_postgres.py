@@ -353,7 +353,7 @@ def test_venue_candles_and_funding_are_kept_as_first_seen_and_only_newer_written
     assert reopened.newest_kept_funding() == {"BTC": T0 + timedelta(hours=1)}
     assert reopened.newest_kept_funding()["BTC"].tzinfo == UTC
     assert reopened.record_market_data(
-        "binance", revised + [candle("SOL", d1, "7")],
+        "binance", [*revised, candle("SOL", d1, "7")],
         [funding("BTC", 0, "9"), funding("BTC", 1, "9"), funding("BTC", 2, "0.0003")],
         T0 + timedelta(hours=2)) == (0, 1)
     kept = [(r.token, r.day.isoformat(), format(r.close, "f"),
@@ -364,7 +364,7 @@ def test_venue_candles_and_funding_are_kept_as_first_seen_and_only_newer_written
                     ("BTC", "2024-03-03", "63000.10", "63000.10", "binance", "spot"),
                     ("BTC", "2024-03-04", "1", None, "binance", "spot"),
                     ("SOL", "2024-03-01", "101.123456789012", None, "binance", "spot")]
-    assert [r.quote_volume for r in reopened.venue_candles()][0] == Decimal("775001.500")
+    assert reopened.venue_candles()[0].quote_volume == Decimal("775001.500")
     assert [(r.ts, format(r.rate, "f"), r.interval_hours) for r in reopened.venue_funding()] \
         == [(T0, "0.00010000", Decimal("8.0")),
             (T0 + timedelta(hours=1), "-0.0000125", Decimal("8.0")),
