@@ -433,3 +433,48 @@ def test_demo_keeps_what_its_decisions_read_and_exports_a_replay_dir_that_reads_
                 assert replayed.funding[token].points == ((as_of, hourly),), token
     finally:
         store.close()
+
+
+def test_kept_candles_follow_the_snapshot_and_an_incomplete_day_still_exports_loadable(
+        tmp_path: Path) -> None:
+    """The kept candle is what the engine read (close, quote volume, extremes from the
+    snapshot; only days newer than the newest kept); a day whose extremes the engine
+    dropped (a venue row with high below low) or whose open lies outside its range is
+    completed so the exported file still loads, and its close reads back the same."""
+    from bot.domain.models import MarketKind, MarketSnapshot
+    from bot.service.market_keep import kept_candles
+    from bot.service.replay_export import candle_line
+    from bot.sources.replay_csv import read_ohlcv
+    from bot.sources.venue_read import VenueRead
+    from bot.store.schema import VenueCandleRow
+
+    d1 = datetime(2025, 3, 1, tzinfo=UTC)
+    ms = int(d1.timestamp() * 1000)
+    rows = [[ms, 10.1, 12.0, 9.0, 11.3, 1.5],
+            [ms + 86_400_000, 11.0, 10.0, 12.0, 0.1 + 0.2, 2.0],  # high below low
+            [ms + 2 * 86_400_000, 99.0, 11.5, 11.0, 11.2, 1.0],  # open above the high
+            [ms + 3 * 86_400_000, 11.2, 11.2, 11.2, 11.2, 1.0]]  # still open at as_of
+    as_of = d1 + timedelta(days=3, hours=5)
+    daily = candle_series(rows, as_of)
+    snapshot = MarketSnapshot(as_of=as_of, closes={"SOL": daily.closes},
+                              quote_volumes={"SOL": daily.volumes}, sector_metrics={},
+                              highs={"SOL": daily.highs}, lows={"SOL": daily.lows})
+    read = VenueRead(as_of, {"SOL": rows}, {})
+    kept = kept_candles(snapshot, read, {"SOL": MarketKind.SPOT}, {})
+    assert [c.day.day for c in kept] == [1, 2, 3]
+    assert kept[1].close == Decimal("0.30000000000000004") and kept[1].high is None
+    assert kept[0].quote_volume == Decimal(repr(1.5 * 11.3))
+    assert kept_candles(snapshot, read, {"SOL": MarketKind.SPOT},
+                        {"SOL": kept[1].day}) == [kept[2]]
+    lines = [candle_line(VenueCandleRow(token=c.token, day=c.day, venue="binance",
+                                        market=c.market, open=c.open, high=c.high, low=c.low,
+                                        close=c.close, volume=c.volume,
+                                        quote_volume=c.quote_volume, fetched_at=as_of))
+             for c in kept]
+    assert [fitted for _, fitted in lines] == [False, True, True]
+    path = tmp_path / "SOL.csv"
+    path.write_text("date,open,high,low,close,volume,quote_volume\n"
+                    + "\n".join(line for line, _ in lines) + "\n")
+    candles = read_ohlcv(path)
+    assert [float(c.close) for c in candles] == [v for _, v in daily.closes.points]
+    assert candles[2].open == Decimal("11.5")  # moved to the day's high
