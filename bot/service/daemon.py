@@ -571,6 +571,9 @@ class Daemon:
             sys.stderr.flush()
             os._exit(1)
         try:
+            # The history frozen at load goes back to the collector: a process that runs
+            # daemon after daemon (optimize's folds) would otherwise keep every one's data.
+            gc.unfreeze()
             self.halted.set()  # the job has ended: nothing may be sent from here on
             self.driver.persist()
             self._summarise()
