@@ -114,3 +114,54 @@ def test_a_dropped_connection_is_a_lost_lock(pg_url: str) -> None:
     assert not lock.still_held()
     lock.release()  # releasing a lost lock is harmless
     acquire_owner_lock(parse_target(pg_url)).release()
+
+
+def test_a_file_removed_between_open_and_lock_is_never_the_one_locked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: start A, refused before its first write, removes the empty file it
+    created; start B had opened the file just before and locks it just after. B's lock was
+    on a file no path names, and start C created and locked a new one: two owners. Now B
+    locks the file the path names, and C is refused."""
+    from bot.store import owner
+
+    db = tmp_path / "state.sqlite3"
+    a = owner.FileOwnerLock.acquire(db, str(db))
+    real = owner.fcntl.flock
+    raced = False
+
+    def flock(fd: int, op: int) -> None:
+        nonlocal raced
+        if op & owner.fcntl.LOCK_EX and not raced:
+            raced = True
+            a.release()  # A's refused start: the empty file it created is unlinked
+        real(fd, op)
+
+    monkeypatch.setattr(owner.fcntl, "flock", flock)
+    b = owner.FileOwnerLock.acquire(db, str(db))
+    monkeypatch.setattr(owner.fcntl, "flock", real)
+    assert raced and db.exists()
+    assert os.stat(db).st_ino == os.fstat(b._fd).st_ino  # type: ignore[arg-type]
+    with pytest.raises(StoreBusy):
+        owner.FileOwnerLock.acquire(db, str(db))  # C
+    b.release()
+
+
+def test_a_lock_held_for_an_instant_does_not_refuse_a_start(tmp_path: Path) -> None:
+    """``status`` may probe the lock with a shared flock for an instant where /proc/locks is
+    unreadable; a daemon starting in that instant waits it out instead of exiting 2."""
+    import fcntl
+    import threading
+
+    from bot.store.owner import FileOwnerLock
+
+    db = tmp_path / "state.sqlite3"
+    db.touch(mode=0o600)
+    probe = os.open(db, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    timer = threading.Timer(0.08, lambda: (fcntl.flock(probe, fcntl.LOCK_UN), os.close(probe)))
+    timer.start()
+    try:
+        lock = FileOwnerLock.acquire(db, str(db))
+    finally:
+        timer.join()
+    lock.release()

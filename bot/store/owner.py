@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,20 +123,30 @@ class FileOwnerLock:
 
     @classmethod
     def acquire(cls, database: Path, location: str) -> FileOwnerLock:
-        # "created": the file is empty because a sectorbot start made it, so a start killed
-        # before its first write can be resumed (preflight refuses any other empty file).
-        created = not database.exists() or left_empty_by_a_start(database)
-        create_private_file(database)  # an empty file: SQLite builds the schema in it later
-        info = lock_path_for(database.resolve())  # one holder file behind every symlink
-        fd = os.open(database, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for _ in range(LOCK_ATTEMPTS):
+            # "created": the file is empty because a sectorbot start made it, so a start
+            # killed before its first write can be resumed (preflight refuses any other
+            # empty file).
+            created = not database.exists() or left_empty_by_a_start(database)
+            create_private_file(database)  # empty: SQLite builds the schema in it later
+            info = lock_path_for(database.resolve())  # one holder file behind every symlink
+            fd = os.open(database, os.O_RDONLY)
+            try:
+                _flock_patiently(fd)
+            except BlockingIOError:
+                os.close(fd)
+                raise StoreBusy(location, _read_holder(info)) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if _still_names(fd, database):
+                break
+            # A refused start that had created the file removed it between our open and our
+            # lock: the lock is on a file no path names, and the next start would create
+            # and lock a new one beside us. Lock the file the path names now.
             os.close(fd)
-            raise StoreBusy(location, _read_holder(info)) from None
-        except BaseException:
-            os.close(fd)
-            raise
+        else:
+            raise StoreBusy(location, _read_holder(info))
         me = _me()
         info_fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -162,6 +173,37 @@ class FileOwnerLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+LOCK_ATTEMPTS = 5
+"""Tries at locking the file the path names, should it be replaced between open and lock."""
+LOCK_PATIENCE_SECONDS = 0.25
+"""How long a start waits for a lock held only for an instant (``status`` probing it with a
+shared lock where ``/proc/locks`` cannot be read) before it counts the store as owned."""
+
+
+def _flock_patiently(fd: int) -> None:
+    """``LOCK_EX``, retried for :data:`LOCK_PATIENCE_SECONDS`; BlockingIOError if still held."""
+    deadline = time.monotonic() + LOCK_PATIENCE_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _still_names(fd: int, database: Path) -> bool:
+    """Whether the locked descriptor is still the file at ``database`` (not unlinked, not
+    replaced): a lock on anything else guards nothing."""
+    held = os.fstat(fd)
+    try:
+        now = database.stat()
+    except FileNotFoundError:
+        return False
+    return held.st_nlink > 0 and (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
 
 
 def left_empty_by_a_start(database: Path) -> bool:
