@@ -207,6 +207,33 @@ def test_a_failing_notifier_is_retried_then_the_alert_dropped(hook: Loopback) ->
     assert HOOK_SECRET not in out.getvalue()
 
 
+def test_an_error_page_echoing_the_webhook_path_never_reaches_the_log() -> None:
+    """Review finding: a host or proxy answering 404 with ``Cannot POST <path>`` put the
+    webhook's secret path into ``alert.failed`` (the scrubber knew only the whole URL)."""
+    import httpx
+
+    from bot.config import AlertSettings
+
+    secret = "T0ECHO/B0ECHO/s3cretEchoedPath42"
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    settings = AlertSettings(enabled=True,
+                             webhook_url=f"https://hooks.invalid/services/{secret}",
+                             attempts=1, retry_wait_seconds=0.01)
+    notifier = Notifier(settings, get_logger(), transport=httpx.MockTransport(
+        lambda request: httpx.Response(404, text=f"Cannot POST {request.url.path}")))
+    try:
+        notifier.submit(Alert("killswitch", "tripped"))
+        deadline = time.monotonic() + 10
+        while notifier.failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        notifier.close(1)
+    assert notifier.failed == 1
+    assert '"alert.failed"' in out.getvalue() and "HTTP 404" in out.getvalue()
+    assert "s3cretEchoedPath42" not in out.getvalue()
+
+
 def test_duplicates_are_rate_limited_and_a_full_queue_drops_the_oldest(
         hook: Loopback) -> None:
     from bot.config import AlertSettings

@@ -3,7 +3,6 @@ real OK-ACCESS-* signatures, the demo header checked."""
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from pydantic import SecretStr
 from bot.domain.models import MarketKind, OrderIntent, OrderStatus, OrderType, Side, TokenSpec
 from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryPolicy
 from bot.exchange.port import ExchangePort, OrderRejected
+from bot.logs import get_logger
 from bot.sources.market import VenueSignals
 from tests.exchange_emulator.okx_server import OKX_HOSTS, OkxEmulator
 from tests.exchange_emulator.okx_types import OkxInstrument
@@ -436,7 +436,7 @@ def test_positions_are_read_with_more_than_ten_perp_tokens() -> None:
 
 def test_daily_closes_cover_the_whole_lookback(adapter: CcxtExchange,
                                                emu: OkxEmulator) -> None:
-    signals = VenueSignals(adapter, [TokenSpec("SOL", "L1")], 400, logging.getLogger("t"))
+    signals = VenueSignals(adapter, [TokenSpec("SOL", "L1")], 400, get_logger())
     snapshot = signals.snapshot(datetime.now(UTC))
     assert "prices:SOL" not in snapshot.stale
     assert len(snapshot.closes["SOL"].points) >= 399  # 300 on OKX today, silently
@@ -459,5 +459,22 @@ def test_an_account_in_long_short_mode_is_refused_before_any_change(emu: OkxEmul
         exchange.set_leverage("ETH", Decimal(2))
         assert emu.count("GET", "account/config") == 2  # the refusal, then one check
         assert emu.count("POST", "account/set-leverage") == 2
+    finally:
+        exchange.close()
+
+
+@pytest.mark.parametrize("offset_ms", [45_000, -45_000])
+def test_a_venue_clock_that_moves_after_start_is_measured_again(emu: OkxEmulator,
+                                                                offset_ms: int) -> None:
+    """Review finding: OKX ran without ccxt's time adjustment, so a clock step after start
+    (50102 "Timestamp request expired") failed every signed call until a restart; the
+    adapter's re-measure never ran. Now it resyncs and the read succeeds."""
+    import time
+
+    exchange = make(emu)
+    exchange.load_markets()
+    emu.book.clock = lambda: int(time.time() * 1000) + offset_ms
+    try:
+        assert exchange.fetch_balances().total == {"USDT": Decimal(10000)}
     finally:
         exchange.close()

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -137,7 +138,8 @@ class Notifier:
         self._channels: list[_Channel] = []
         if settings.webhook_url is not None:
             url = settings.webhook_url.get_secret_value()
-            self._secrets.append(url)
+            # The whole URL and its path: a host or proxy may echo either in an error.
+            self._secrets += [url, *_url_parts(url)]
             self._channels.append(_Channel("webhook", url,
                                            lambda text: {"text": text, "content": text[:2000]}))
         if settings.telegram_bot_token is not None:
@@ -236,7 +238,9 @@ class Notifier:
                 if answer.status_code == 429 or answer.status_code >= 500:
                     raise _Retryable(f"HTTP {answer.status_code}")
                 if answer.status_code >= 300:
-                    raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:200]}")
+                    # The status only: a body may echo the request path, and a webhook's
+                    # path is its secret (``Cannot POST /services/T0/B0/<secret>``).
+                    raise RuntimeError(f"HTTP {answer.status_code} from the {channel.name}")
 
     def close(self, wait: float = DRAIN_SECONDS) -> None:
         """Send what is queued for at most ``wait`` seconds, then give up on the rest.
@@ -306,3 +310,13 @@ class AlertObserver:
 
     def close(self, wait: float = DRAIN_SECONDS) -> None:
         self.notifier.close(wait)
+
+
+def _url_parts(url: str) -> list[str]:
+    """The secret-bearing parts of a webhook URL as an error might echo them: its path and
+    query, raw and percent-decoded (a bare ``/`` or an empty part is no secret)."""
+    parts = urlsplit(url)
+    found = {p for p in (parts.path, parts.query) if len(p.strip("/")) >= 8}
+    found |= {unquote(p) for p in found}
+    return sorted(found)
+

@@ -68,6 +68,10 @@ class Okx(Venue):
         and two option chains (five requests per instance instead of one)."""
         opts = super().options(kind)
         opts["fetchMarkets"] = {"types": ["spot" if kind is MarketKind.SPOT else "swap"]}
+        # ccxt measures OKX's clock only with this on (at each markets load, and when the
+        # adapter re-measures after a 50102 "timestamp expired"): without it a machine clock
+        # that drifts fails every signed call until a restart, as on Binance and Bybit.
+        opts["adjustForTimeDifference"] = True
         return opts
 
     def enter_mode(self, exchange: Any, mode: Mode, kind: MarketKind) -> None:
