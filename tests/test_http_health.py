@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.logs import get_logger
 from bot.service.health import (
     HealthFacts,
     HealthState,
@@ -401,3 +402,35 @@ def test_once_and_cycles_runs_serve_nothing(tmp_path: Path) -> None:
                    SECTORBOT__HTTP__PORT="0")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not [e for e in events(proc.stdout) if e["event"].startswith("http.")]
+
+
+def test_a_flood_of_idle_connections_is_capped_and_the_endpoint_recovers() -> None:
+    """Review finding: a thread per connection without a cap let idle connections use up
+    the process's threads (the daemon's own jobs start threads too). Past the cap a
+    connection is closed unanswered; once the flood ends the endpoint answers again."""
+    from bot.service.http_server import MAX_CONNECTIONS, _Server
+
+    telemetry = Telemetry("paper", get_logger())
+    server = _Server(("127.0.0.1", 0), telemetry, lambda: "page", get_logger())
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_CONNECTIONS + 8)]
+    try:
+        time.sleep(0.5)
+        assert threading.active_count() - before <= MAX_CONNECTIONS
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 10
+    code = 0
+    while time.monotonic() < deadline and code != 503:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2)
+        except urllib.error.HTTPError as exc:
+            code = exc.code  # no cycle yet, no scheduler: stalled, but it answers
+        except OSError:
+            time.sleep(0.05)
+    server.shutdown()
+    server.server_close()
+    assert code == 503

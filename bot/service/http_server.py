@@ -33,6 +33,11 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
+MAX_CONNECTIONS = 16
+"""Connections served at once; more are closed unanswered. A thread per connection without a
+cap lets a flood of idle connections use up the threads the daemon's own jobs start."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -43,7 +48,24 @@ class _Server(ThreadingHTTPServer):
         self.telemetry = telemetry
         self.page = page
         self.log = log
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: the client retries, trading goes on
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -114,8 +114,11 @@ class StateStore(OrderJournal, SectorMetricLog, MarketDataLog):
             # What a block returns is detached with its state loaded, exactly as after a
             # commit with expire_on_commit=False; the next block reads the database afresh
             # (a Core upsert is never hidden behind an object cached by an earlier block).
-            # A block that raises is discarded unflushed: every block raises before it
-            # writes (JournalConflict, an unstorable value), as a rolled-back commit would.
+            # A block that raises keeps what it already wrote in the step's transaction
+            # (its unflushed objects are discarded). That equals a rolled-back commit only
+            # because the one error a step catches and goes on from, JournalConflict, is
+            # raised before its block writes; any other error fails the step, and the whole
+            # step's transaction rolls back (a backtest stops there).
             batch.expunge_all()
 
     @contextmanager
