@@ -128,8 +128,10 @@ class TradingCycle:
         self.executor = Executor(exchange, store, log, margin_mode,
                                  max_slippage=limits.max_slippage_fraction,
                                  should_stop=self.should_stop)
+        # ``keep_metrics`` says the cycle runs on a venue: there the risk watch looks for
+        # perps the venue closed alone (the paper replay logs its own liquidations).
         self.risk = RiskWatch(exchange, store, self.executor, limits, log,
-                              should_stop=self.should_stop)
+                              should_stop=self.should_stop, watch_liquidations=keep_metrics)
         self._snapshot: MarketSnapshot | None = None
         self._stale: frozenset[str] = frozenset()
 

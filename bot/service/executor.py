@@ -32,6 +32,7 @@ from bot.domain.models import (
 from bot.domain.planner import Plan
 from bot.domain.risk import price_deviation, slippage_guarded, stop_price_for
 from bot.exchange.port import ExchangeError, ExchangePort, OrderRejected, OutcomeUnknown
+from bot.service.reconcile import journal_answer
 from bot.store.journal import JournalConflict
 from bot.store.repo import StateStore
 
@@ -178,7 +179,7 @@ class Executor:
             if known is not None:
                 self.log.info("order.recovered", client_id=intent.client_id,
                               status=known.status.value)
-                self.store.journal_result(known)
+                journal_answer(self.store, known, self.log)
                 return known
             # Journalled but unknown to the venue: the crash came before the send.
         if intent.market is MarketKind.PERP and intent.leverage is not None:
@@ -216,7 +217,7 @@ class Executor:
                 report.unknown += 1
                 return None
             result = found
-        self.store.journal_result(result)
+        journal_answer(self.store, result, self.log)
         self._check_fill_price(intent, result)
         if 0 < result.filled < intent.amount and result.status in DONE_PARTIAL:
             # The venue's book ran out (or the order was cut): the fill is journalled, the stop
@@ -361,7 +362,7 @@ class Executor:
             with contextlib.suppress(ExchangeError):
                 result = self._lookup(intent) or result
             if result.status is not OrderStatus.UNKNOWN:
-                self.store.journal_result(result)
+                journal_answer(self.store, result, self.log)
         if result is None or result.status is not OrderStatus.OPEN:
             report.stops_failed += 1
             self.log.warning("stoploss.unconfirmed", token=position.token,

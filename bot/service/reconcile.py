@@ -5,6 +5,9 @@ order whose outcome is not final (pending: written but maybe never sent; unknown
 answer; open: resting) is looked up on the venue by its client id and settled. Positions the
 venue holds that no journalled order explains are adopted: logged ``reconcile.adopted`` and
 left to the risk watch, which protects any leveraged position without a stop at once.
+
+A stop the venue fired on its own is learnt here (or by the risk watch, between cycles): the
+first answer that shows it fired is logged ``stoploss.triggered``, as the paper replay does.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.domain.models import MarketKind, OrderStatus
+from bot.domain.models import MarketKind, OrderResult, OrderStatus, Side
 from bot.exchange.port import ExchangePort
 from bot.store.journal import JournalConflict
 from bot.store.repo import StateStore
@@ -30,6 +33,24 @@ class ReconcileReport:
     conflicts: list[str] = field(default_factory=list)
 
 
+def journal_answer(store: StateStore, result: OrderResult, log: Any) -> None:
+    """Journal the venue's answer; the first one that shows a stop fired (on the venue, with
+    no code of ours running) is logged ``stoploss.triggered``, once per stop."""
+    if store.journal_result(result):
+        log_stop_fired(log, result)
+
+
+def log_stop_fired(log: Any, result: OrderResult) -> None:
+    """``stoploss.triggered`` with the fields the paper replay gives it: ``amount`` is the
+    signed change of the position (negative for a long's stop). ``cash_delta`` is null: the
+    venue's realised P&L is not read (the fill's price and fee are in the journal)."""
+    delta = result.filled if result.side is Side.BUY else -result.filled
+    log.warning("stoploss.triggered", token=result.token, client_id=result.client_id,
+                amount=str(delta),
+                price=None if result.average_price is None else str(result.average_price),
+                cash_delta=None, detail=f"{result.status.value} on the venue, fee {result.fee}")
+
+
 def reconcile(exchange: ExchangePort, store: StateStore, log: Any) -> ReconcileReport:
     """Settle unsettled journal entries by client id; adopt unexplained positions."""
     report = ReconcileReport()
@@ -39,7 +60,7 @@ def reconcile(exchange: ExchangePort, store: StateStore, log: Any) -> ReconcileR
                                                   trigger=row.order_type == "stop_market")
         if known is not None:
             try:
-                store.journal_result(known)
+                journal_answer(store, known, log)
             except JournalConflict as exc:
                 # The venue holds another order under this id: never book it as ours.
                 report.conflicts.append(row.client_id)

@@ -5,10 +5,13 @@ down, a lookup that timed out) never skips the others: the stop watchdog first (
 leveraged position without a live stop gets one, or is closed when it is past its stop level
 or the venue keeps refusing its stop), then the kill switch (drawdown from the high-water
 mark, or repeated job failures), funding exits with hysteresis, and the liquidation buffer.
-A failed step is logged ``risk.step_failed`` and returned, so the daemon counts it towards
-the repeated-failures kill switch. Decisions are the pure rules of :mod:`bot.domain.risk`;
-this module only reads the venue, acts through the executor and remembers state in the
-store.
+The watchdog also learns what the venue did on its own since the last tick: a journalled
+stop no longer open is looked up and settled (``stoploss.triggered`` the first time it shows
+fired), and, on a venue, a held perp gone with no journalled order explaining it is logged
+``position.liquidated``. A failed step is logged ``risk.step_failed`` and returned, so the
+daemon counts it towards the repeated-failures kill switch. Decisions are the pure rules
+of :mod:`bot.domain.risk`; this module only reads the venue, acts through the executor and
+remembers state in the store.
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from decimal import Decimal
 from typing import Any
 
 from bot.domain.flows import Reading, external_flow, rebased_high_water
-from bot.domain.models import MarketKind, OrderIntent, PerpPosition, Portfolio, Side
+from bot.domain.models import (
+    MarketKind,
+    OrderIntent,
+    OrderResult,
+    OrderStatus,
+    PerpPosition,
+    Portfolio,
+    Side,
+)
 from bot.domain.risk import (
     excessive_funding,
     kill_switch_reason,
@@ -32,8 +43,10 @@ from bot.domain.risk import (
 from bot.domain.risk_limits import RiskLimits
 from bot.exchange.port import ExchangeError, ExchangePort
 from bot.service.executor import STOP_DISTANCES_KEY, ExecutionReport, Executor
+from bot.service.reconcile import UNSETTLED, journal_answer
+from bot.store.journal import JournalConflict
 from bot.store.repo import StateStore
-from bot.store.schema import KillSwitchRow
+from bot.store.schema import KillSwitchRow, OrderRow
 
 HIGH_WATER_KEY = "risk.high_water"
 DRAWDOWN_TRIP = "drawdown"
@@ -50,6 +63,9 @@ FUNDING_REARM_RATIO = 0.5
 is back below this share of the exit threshold."""
 MAX_CLOSE_ROUNDS = 5
 """Reduce-only orders one risk exit may send for one position when the book fills in part."""
+HELD_KEY = "risk.held_perps"
+"""kv: each perp the previous watch tick saw held (amount, last liquidation or mark price, and
+the newest journalled fill then), to tell a position the venue closed from one we closed."""
 MAX_STOP_ATTEMPTS = 3
 """Stop placements the venue may refuse (or leave unconfirmed) in a row before the position
 is closed instead: a leveraged position that cannot be protected must not stay open."""
@@ -68,8 +84,12 @@ def close_intent(position: PerpPosition, salt: str, why: str) -> OrderIntent:
 class RiskWatch:
     def __init__(self, exchange: ExchangePort, store: StateStore, executor: Executor,
                  limits: RiskLimits, log: Any,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 watch_liquidations: bool = False) -> None:
+        """``watch_liquidations``: look for perps the venue closed on its own (on a venue; the
+        paper replay logs its own liquidations)."""
         self.exchange = exchange
+        self.watch_liquidations = watch_liquidations
         self.store = store
         self.executor = executor
         self.limits = limits
@@ -128,15 +148,29 @@ class RiskWatch:
 
     # -- the steps --------------------------------------------------------------------------
     def _watchdog(self, salt: str, report: ExecutionReport) -> None:
-        """Every leveraged position has a live stop covering all of it, or is closed."""
+        """Every leveraged position has a live stop covering all of it, or is closed.
+
+        First, what the venue did alone: journalled stops it no longer shows open are
+        settled (a fired one is logged once), then perps gone without an order of ours."""
         live = self._live_perps()
+        resting = [row for row in self.store.orders((OrderStatus.OPEN,))
+                   if row.order_type == "stop_market"]
+        if not live and not resting and not self.watch_liquidations:
+            return
+        open_stops = (self.exchange.fetch_open_orders(trigger=True) if live or resting
+                      else [])
+        errors: list[str] = []
+        self._settle_gone_stops(resting, open_stops, errors)
+        if self.watch_liquidations:
+            self._liquidations(live, {o.client_id for o in open_stops})
         if not live:
+            if errors:
+                raise ExchangeError("; ".join(errors))
             return
         covered: dict[str, Decimal] = {}
-        for stop in self.exchange.fetch_open_orders(trigger=True):
+        for stop in open_stops:
             covered[stop.token] = covered.get(stop.token, Decimal(0)) + stop.amount
         planned = self.store.get(STOP_DISTANCES_KEY) or {}
-        errors: list[str] = []
         for position in positions_missing_stops(live, covered):
             if self.should_stop():
                 return
@@ -172,6 +206,58 @@ class RiskWatch:
                 errors.append(f"{position.token}: {exc}")
         if errors:
             raise ExchangeError("; ".join(errors))
+
+    def _settle_gone_stops(self, resting: list[OrderRow], open_stops: list[OrderResult],
+                           errors: list[str]) -> None:
+        """Look up each journalled open stop the venue no longer lists open (fired, or
+        cancelled outside the bot) and journal its answer: a fired one is logged
+        ``stoploss.triggered`` between cycles, not a cycle later. One lookup per stop gone."""
+        listed = {o.client_id for o in open_stops}
+        for row in resting:
+            if row.client_id in listed:
+                continue
+            try:
+                known = self.exchange.fetch_order_by_client_id(
+                    row.client_id, row.token, MarketKind(row.market), trigger=True)
+                if known is not None:
+                    journal_answer(self.store, known, self.log)
+            except (ExchangeError, JournalConflict) as exc:  # asked again next tick
+                errors.append(f"{row.token}: stop {row.client_id} lookup: {exc}")
+
+    def _liquidations(self, live: dict[str, PerpPosition], open_stop_ids: set[str]) -> None:
+        """A perp held at the previous tick and gone now, which our journalled fills since
+        then do not explain, was closed by the venue (a liquidation) or by hand: logged
+        ``position.liquidated`` once. A token with an order of ours still unsettled waits."""
+        saved: dict[str, Any] = self.store.get(HELD_KEY) or {}
+        if not live and not saved:
+            return
+        watermark = self.store.last_fill_id()
+        busy: set[str] | None = None
+        held: dict[str, Any] = {}
+        for token, seen in saved.items():
+            if token in live:
+                continue
+            if busy is None:
+                busy = {r.token for r in self.store.orders(UNSETTLED)
+                        if r.market == MarketKind.PERP.value
+                        and r.client_id not in open_stop_ids}
+            if token in busy:
+                held[token] = seen  # judged once the journal knows what our order did
+                continue
+            before = Decimal(seen["amount"])
+            expected = before + self.store.perp_change_since(token, int(seen["fill"]))
+            if expected * before > 0:
+                self.log.error("position.liquidated", token=token, amount=str(-expected),
+                               price=seen.get("price"), cash_delta=None,
+                               detail="gone from the venue with no order of ours explaining "
+                                      "it: liquidated (price: its last liquidation price) "
+                                      "or closed by hand")
+        for token, position in live.items():
+            price = position.liquidation_price or position.mark_price
+            held[token] = {"amount": str(position.amount), "price": str(price),
+                           "fill": watermark}
+        if held != saved:
+            self.store.put(HELD_KEY, held)
 
     def _kill_switch(self, portfolio: PortfolioSource, consecutive_failures: int, salt: str,
                      report: ExecutionReport) -> None:

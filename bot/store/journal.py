@@ -30,6 +30,8 @@ from bot.store.schema import (
 
 STOP_CROSSED = "stop level crossed"
 """How the risk watch names the close of a position found past its stop level."""
+FIRED = (OrderStatus.TRIGGERED.value, OrderStatus.FILLED.value)
+"""Journal states of a stop that fired on the venue."""
 
 
 def _utcnow() -> datetime:
@@ -182,8 +184,10 @@ class OrderJournal:
                                 at=now, detail=intent.reason or None))
             return True
 
-    def journal_result(self, result: OrderResult, trigger_id: str | None = None) -> None:
-        """Record the venue's answer, and a fill row for any newly filled amount.
+    def journal_result(self, result: OrderResult, trigger_id: str | None = None) -> bool:
+        """Record the venue's answer, and a fill row for any newly filled amount. True when
+        this answer is the first to show a stop (``stop_market``) fired: the journal held it
+        neither triggered nor filled before, so a re-poll of the same answer says False.
 
         ``trigger_id`` is the venue's id for a conditional (algo) order, kept alongside the
         order id it may later get. A status-history event is written only when the status or
@@ -199,7 +203,7 @@ class OrderJournal:
         with self.session() as s:
             row = s.get(OrderRow, result.client_id)
             if row is None:
-                return
+                return False
             if (result.side.value != row.side or result.market.value != row.market
                     or result.token != row.token
                     or (result.order_type.value == "stop_market")
@@ -217,6 +221,11 @@ class OrderJournal:
                 or result.average_price
             fee = result.fee if result.fee > row.fee else row.fee
             new_fee = fee - row.fee
+            fired = (row.order_type == "stop_market" and result.status.value in FIRED
+                     and row.status not in FIRED
+                     and s.scalar(select(OrderEventRow.id).where(
+                         OrderEventRow.client_id == row.client_id,
+                         OrderEventRow.status.in_(FIRED)).limit(1)) is None)
             if result.status.value != row.status or newly_filled != 0:
                 s.add(OrderEventRow(
                     client_id=row.client_id, status=result.status.value, at=now,
@@ -243,6 +252,7 @@ class OrderJournal:
                                  .order_by(FillRow.id.desc()).limit(1)).first()
                 if last is not None:
                     last.fee += new_fee
+        return fired
 
     def journal_failure(self, client_id: str, status: OrderStatus, error: str) -> None:
         """Record a failed send or check; repeated identical failures add one event, not many."""
@@ -311,6 +321,18 @@ class OrderJournal:
         """How many fills the journal holds (a watermark: any new fill changes it)."""
         with self.session() as s:
             return int(s.scalar(select(func.count(FillRow.id))) or 0)
+
+    def last_fill_id(self) -> int:
+        """The newest fill's id (0 before any): a watermark for :meth:`perp_change_since`."""
+        with self.session() as s:
+            return int(s.scalar(select(func.max(FillRow.id))) or 0)
+
+    def perp_change_since(self, token: str, fill_id: int) -> Decimal:
+        """The signed change of ``token``'s perp position our fills after ``fill_id`` made."""
+        with self.session() as s:
+            rows = s.execute(select(FillRow.side, FillRow.amount).where(
+                FillRow.token == token, FillRow.market == "perp", FillRow.id > fill_id)).all()
+        return sum((amount if side == "buy" else -amount for side, amount in rows), Decimal(0))
 
     def last_stop_outs(self) -> dict[str, datetime]:
         """When each token's perp position was last stopped out (on the venue's clock): a
