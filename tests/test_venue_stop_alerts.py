@@ -109,7 +109,7 @@ def test_a_stop_fired_on_the_venue_is_logged_once_and_alerted(demo: Demo) -> Non
 
     demo.hook.wait_for(2)  # the start alert, then the stop-out
     texts = demo.hook.texts()
-    assert texts[1:] == ["[sectorbot demo] Stop-out on SOL: -10 at 130 (cash -)."], texts
+    assert texts[1:] == ["[sectorbot demo] Stop-out on SOL: -10 at 130."], texts
     assert all(path == f"/hooks/{HOOK_SECRET}" for path, _ in demo.hook.received)
 
 

@@ -65,8 +65,10 @@ def alert_for(event: str, fields: Mapping[str, Any], failures_threshold: int) ->
                      f"{_f(fields, 'equity')}). Leverage closed, no new risk until "
                      "`sectorbot resume`.")
     if event == "stoploss.triggered":
+        cash = ("" if fields.get("cash_delta") is None  # a venue's stop: P&L not read
+                else f" (cash {_f(fields, 'cash_delta')})")
         return Alert(f"stop:{token}", f"Stop-out on {token}: {_f(fields, 'amount')} at "
-                     f"{_f(fields, 'price')} (cash {_f(fields, 'cash_delta')}).")
+                     f"{_f(fields, 'price')}{cash}.")
     if event == "position.liquidated":
         return Alert(f"liquidated:{token}", f"LIQUIDATED {token}: {_f(fields, 'amount')} at "
                      f"{_f(fields, 'price')}.")
