@@ -25,6 +25,9 @@ def env_for(state: Path, **extra: str) -> dict[str, str]:
     # A service-mode daemon serves /healthz on a port of its own (two tests' daemons, or a
     # real one on this machine, must not meet on the default port).
     env["SECTORBOT__HTTP__PORT"] = "0"
+    # The emulators have no rate limit to respect: ccxt's client-side throttle only spent
+    # seconds of CI per demo run (about 2 s per algo-order listing).
+    env["SECTORBOT_TEST_NO_THROTTLE"] = "1"
     env.update(extra)
     return env
 
