@@ -60,6 +60,11 @@ class _Retryable(ProviderError):
         self.no_answer = no_answer
 
 
+TOTAL_TIMEOUT_FACTOR = 3.0
+"""A request's whole time, headers to last byte, is bounded at this many timeouts
+(:attr:`PoliteClient.request_deadline`)."""
+
+
 @dataclass(frozen=True)
 class HttpPolicy:
     timeout_seconds: float = 10.0
@@ -135,8 +140,7 @@ class PoliteClient:
         url = self.base_url + path + (f"?{urlencode(sorted(params.items()))}" if params else "")
         cached = self.cache.get(url) if self.cache is not None else None
         try:
-            response = self._http.get(path, params=dict(params or {}),
-                                      headers=cached.conditions() if cached else None)
+            response, body = self._fetch(path, params, cached)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
             # Nobody there: the host (or the way to it) is down, for every path.
             raise _Retryable(f"cannot connect ({type(exc).__name__})", no_answer=True) \
@@ -167,14 +171,36 @@ class PoliteClient:
         if status != 200:
             raise ProviderStatusError(f"GET {path}: HTTP {status}", status)
         try:
-            decoded = response.json()
+            decoded = json.loads(body)
         except ValueError:
             raise ProviderError(f"GET {path}: the body is not valid JSON "
-                                f"({len(response.content)} bytes)") from None
+                                f"({len(body)} bytes)") from None
         if self.cache is not None:
             self.cache.put(url, response.headers.get("ETag"),
-                           response.headers.get("Last-Modified"), response.content)
+                           response.headers.get("Last-Modified"), body)
         return decoded
+
+    @property
+    def request_deadline(self) -> float:
+        """The most one request may take, headers to last byte: the timeout bounds each
+        read, and a host trickling a byte within it would otherwise hold the request (and
+        its provider's round) for ever. A read under way when it passes may add one
+        timeout more."""
+        return TOTAL_TIMEOUT_FACTOR * self.policy.timeout_seconds
+
+    def _fetch(self, path: str, params: Mapping[str, str] | None,
+               cached: CachedAnswer | None) -> tuple[httpx.Response, bytes]:
+        """One GET, its body streamed and given up once :attr:`request_deadline` passed."""
+        deadline = time.monotonic() + self.request_deadline
+        with self._http.stream("GET", path, params=dict(params or {}),
+                               headers=cached.conditions() if cached else None) as response:
+            chunks: list[bytes] = []
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise _Retryable(f"no full answer within {self.request_deadline:g}s "
+                                     "(the host sends too slowly)")
+        return response, b"".join(chunks)
 
     def _from_cache(self, url: str, path: str, cached: CachedAnswer) -> Any:
         """A 304: the kept body is still the answer."""
