@@ -141,3 +141,22 @@ def test_a_corrupt_entry_is_ignored_and_the_request_goes_out_unconditional(
     else:
         assert server.conditional(CHAIN)[1] is None
         assert cache.ignored >= len(entries)
+
+
+def test_a_half_written_entry_left_by_an_exit_is_pruned_once_stale(tmp_path: Path) -> None:
+    """An exit between writing an entry's ``*.tmp`` and renaming it leaves the file behind:
+    one older than a minute is pruned when the cache is opened; a fresh one may be another
+    writer's, under way, and stays."""
+    import os
+    import time
+
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    old, fresh = directory / "tmpabc.tmp", directory / "tmpdef.tmp"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    long_ago = time.time() - 120
+    os.utime(old, (long_ago, long_ago))
+    ResponseCache(directory)
+    assert not old.exists()
+    assert fresh.exists()

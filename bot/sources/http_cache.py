@@ -58,6 +58,10 @@ class CachedAnswer:
         return out
 
 
+STALE_TMP_SECONDS = 60.0
+"""A half-written entry older than this was left by an exit mid-write: pruned on opening."""
+
+
 class ResponseCache:
     """Validators and bodies by URL, on disk (see the module docstring). Thread-safe: an
     entry is replaced atomically and read in one go; two writers of one URL leave one of
@@ -68,11 +72,15 @@ class ResponseCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.ignored = 0
         """Entries found unreadable (and removed) since opened."""
-        cutoff = time.time() - max_age_days * 86_400
-        for path in self.directory.glob("*.entry"):
-            with contextlib.suppress(OSError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
+        now = time.time()
+        cutoff = now - max_age_days * 86_400
+        # A ``*.tmp`` is a write under way (another thread or process) or one an exit cut
+        # short: none outlives a write by a minute, so an older one is debris.
+        for pattern, before in (("*.entry", cutoff), ("*.tmp", now - STALE_TMP_SECONDS)):
+            for path in self.directory.glob(pattern):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime < before:
+                        path.unlink()
 
     def _path(self, url: str) -> Path:
         return self.directory / f"{hashlib.sha256(url.encode()).hexdigest()}.entry"
