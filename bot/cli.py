@@ -487,7 +487,11 @@ def _export_signals(settings: Settings, out: Path) -> int:
     from bot.service.replay_export import metrics_csv
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(metrics_csv(rows), encoding="utf-8")
+    try:  # "x": a file that appeared since the check above is never overwritten
+        with out.open("x", encoding="utf-8") as f:
+            f.write(metrics_csv(rows))
+    except FileExistsError:
+        return fail_config([f"--out: {out} exists; choose a new file"])
     print(f"{len(rows)} figures written to {out}", file=sys.stderr)
     return EXIT_OK
 
@@ -501,7 +505,7 @@ def _export_replay_dir(settings: Settings, out: Path) -> int:
     store = _open_store(settings, read_only=True)
     if isinstance(store, int):
         return store
-    from bot.service.replay_export import write_replay_dir
+    from bot.service.replay_export import ExportTargetExists, write_replay_dir
 
     try:
         if not store.newest_kept_candles():
@@ -510,6 +514,9 @@ def _export_replay_dir(settings: Settings, out: Path) -> int:
             return EXIT_FAILURE
         done = write_replay_dir(store, out, mode=settings.mode,
                                 exchange=settings.exchange.name)
+    except ExportTargetExists:  # it appeared since the check above: left untouched
+        return fail_config([f"--replay-dir: {out} exists and is not empty; choose a new "
+                            "directory"])
     finally:
         store.close()
     print(f"{sum(map(len, done.candles.values()))} candles of {len(done.candles)} tokens, "

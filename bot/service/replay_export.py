@@ -10,6 +10,9 @@ over that directory (``sectorbot backtest --data-dir DIR``) reads what the daemo
 
 from __future__ import annotations
 
+import errno
+import secrets
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,8 +70,36 @@ class ExportSummary:
     """Per token, the candles completed to fit the format (see :func:`candle_line`)."""
 
 
+class ExportTargetExists(Exception):
+    """The export's target exists and is not an empty directory: nothing was written to it."""
+
+
 def write_replay_dir(store: StateStore, out: Path, *, mode: str, exchange: str) -> ExportSummary:
-    """Write the replay directory ``out`` (created; must not exist or be empty)."""
+    """Write the replay directory ``out``, which must not exist or be an empty directory.
+
+    Written into a temporary sibling and renamed into place at the end, so ``out`` is never
+    written into: a rename onto a directory that is not empty (or onto a file) fails, as it
+    does when something appeared at ``out`` since the caller checked
+    (:class:`ExportTargetExists`; the temporary directory is removed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.{secrets.token_hex(4)}.partial"
+    work.mkdir()  # not mkdtemp: the export gets the umask's permissions, not 0700
+    try:
+        summary = _write(store, work, mode=mode, exchange=exchange)
+        try:
+            work.rename(out)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise ExportTargetExists(f"{out} exists and is not an empty directory") \
+                    from None
+            raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return summary
+
+
+def _write(store: StateStore, out: Path, *, mode: str, exchange: str) -> ExportSummary:
     summary = ExportSummary(
         candles={t: list(rows) for t, rows in groupby(store.venue_candles(),
                                                        key=lambda r: r.token)},
