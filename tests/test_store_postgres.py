@@ -369,3 +369,38 @@ def test_venue_candles_and_funding_are_kept_as_first_seen_and_only_newer_written
         == [(T0, "0.00010000", Decimal("8.0")),
             (T0 + timedelta(hours=1), "-0.0000125", Decimal("8.0")),
             (T0 + timedelta(hours=2), "0.0003", Decimal("8.0"))]
+
+
+def test_venue_data_from_another_venue_is_refused_not_mixed(
+        open_store: Callable[[], StateStore]) -> None:
+    """The venue tables are keyed by token and day (or time): a store reused after switching
+    venue would mix two venues' candles under one token. The second venue's data is
+    refused (nothing kept), on this store and on one reopened, and the export names one
+    venue."""
+    from datetime import date
+
+    from bot.store.market_data import KeptCandle, KeptFunding
+
+    def candle(day: date, close: str) -> KeptCandle:
+        c = Decimal(close)
+        return KeptCandle("BTC", day, "spot", c, None, None, c, Decimal("1"), c)
+
+    d1 = date(2024, 3, 1)
+    store = open_store()
+    assert store.kept_venue() is None
+    assert store.record_market_data("binance", [candle(d1, "100")],
+                                    [KeptFunding("BTC", T0, Decimal("0.0001"), Decimal("8"))],
+                                    T0) == (1, 1)
+    later = [candle(d1 + timedelta(days=1), "7")]
+    funding = [KeptFunding("BTC", T0 + timedelta(hours=8), Decimal("9"), Decimal("8"))]
+    assert store.record_market_data("bybit", later, funding, T0 + timedelta(days=1)) == (0, 0)
+    reopened = open_store()
+    assert reopened.kept_venue() == "binance"
+    assert reopened.record_market_data("bybit", later, funding, T0 + timedelta(days=1)) \
+        == (0, 0)
+    assert {r.venue for r in reopened.venue_candles()} == {"binance"}
+    assert {r.venue for r in reopened.venue_funding()} == {"binance"}
+    assert [r.day for r in reopened.venue_candles()] == [d1]
+    # The venue it keeps goes on being kept.
+    assert reopened.record_market_data("binance", later, funding, T0 + timedelta(days=1)) \
+        == (1, 1)

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from bot.logs import get_logger
 from bot.store.schema import VenueCandleRow, VenueFundingRow
 
 
@@ -56,6 +57,10 @@ class MarketDataLog:
     """The newest kept candle day per token, read from the table once per store."""
     _funding_times: dict[str, datetime] | None = None
     """The newest kept funding reading per token, likewise."""
+    _venue: tuple[str | None] | None = None
+    """The venue whose data the tables hold (``(None,)``: none yet), read once per store."""
+    _refused: str | None = None
+    """The other venue last refused (said once)."""
 
     def session(self) -> AbstractContextManager[Session]:
         raise NotImplementedError
@@ -76,11 +81,37 @@ class MarketDataLog:
             self._funding_times = {token: ts for token, ts in rows}  # max() keeps UtcDateTime
         return self._funding_times
 
+    def kept_venue(self) -> str | None:
+        """The venue whose candles and funding the store keeps, None before any."""
+        if self._venue is None:
+            with self.session() as s:
+                venue = s.scalar(select(VenueCandleRow.venue)
+                                 .order_by(VenueCandleRow.fetched_at).limit(1))
+                if venue is None:
+                    venue = s.scalar(select(VenueFundingRow.venue)
+                                     .order_by(VenueFundingRow.ts).limit(1))
+            self._venue = (venue,)
+        return self._venue[0]
+
     def record_market_data(self, venue: str, candles: Iterable[KeptCandle],
                            funding: Iterable[KeptFunding], fetched_at: datetime) -> tuple[int, int]:
         """Keep every candle day and funding reading newer than the newest kept for its
         token (one older or equal is what was seen already, or a revision of it: skipped).
-        Returns how many candles and readings were written."""
+        Returns how many candles and readings were written.
+
+        The tables hold one venue's data: they are keyed by token and day (or time), and
+        "newer" is followed per token, so a store reused after switching venue would mix
+        the two under one token. Another venue's data is refused (said once, nothing kept);
+        the export's provenance then names the one venue honestly."""
+        kept = self.kept_venue()
+        if kept is not None and venue != kept:
+            if self._refused != venue:
+                self._refused = venue
+                get_logger().warning(
+                    "market_data.other_venue", kept_venue=kept, venue=venue,
+                    detail="this store keeps another venue's candles and funding: nothing "
+                           "from this venue is kept (use a new state store to keep it)")
+            return 0, 0
         days, times = self.newest_kept_candles(), self.newest_kept_funding()
         candle_rows: list[dict[str, object]] = []
         new_days: dict[str, date] = {}
@@ -113,6 +144,7 @@ class MarketDataLog:
                 s.execute(insert(VenueFundingRow).on_conflict_do_nothing(), funding_rows)
         # Only once committed: a failed write leaves the cache at what the tables hold.
         assert self._candle_days is not None and self._funding_times is not None
+        self._venue = (venue,)
         self._candle_days.update(new_days)
         self._funding_times.update(new_times)
         return len(candle_rows), len(funding_rows)
