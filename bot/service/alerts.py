@@ -287,7 +287,8 @@ class AlertObserver:
             self.notifier.submit(alert)
 
     def service_started(self, cycle_interval_seconds: float, alive: Callable[[], bool],
-                        store: StateStore, universe: Universe) -> None:
+                        store: StateStore, universe: Universe,
+                        first_cycle_grace: float = 0.0) -> None:
         pass
 
     def service_stopped(self) -> None:

@@ -407,9 +407,13 @@ class Daemon:
                               next_run_time=now + timedelta(seconds=signals_every / 4))
         self._install_signal_handlers()
         # Before the jobs start: it reads the store, which is theirs from then on.
+        # The health stall clock starts now, so the first cycle may come the prefill's
+        # budget late: with a short cycle, a prefill longer than the stall limit would
+        # otherwise report the daemon stalled (and a liveness probe restart it in a loop).
         self.observer.service_started(
             cycle_every, lambda: bool(scheduler.running) and not self.stop_event.is_set(),
-            self.store, self.universe)
+            self.store, self.universe,
+            first_cycle_grace=self._venue_signals.prefill_budget if prefill else 0.0)
         scheduler.start()
         self.log.info("scheduler.started", tick_seconds=cycle_every,
                       signal_refresh_seconds=signals_every, risk_watch_seconds=risk_every,

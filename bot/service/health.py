@@ -12,8 +12,9 @@ The rule (``docs/operations.md``), unhealthy when any holds:
 - the last completed cycle is older than ``STALE_FACTOR`` cycle intervals plus a grace of
   ``STALE_GRACE_SECONDS`` or ``STALE_GRACE_INTERVALS`` intervals, whichever is shorter (a
   fast replay tick is not left a minute to stall unseen); before the first cycle the clock
-  runs from the scheduler's start, which is the start-up grace period. One missed cycle is
-  tolerated, the second is not;
+  runs from the scheduler's start, which is the start-up grace period, lengthened by the
+  providers' prefill budget when a prefill runs before the first cycle (a short cycle's
+  limit is shorter than that budget). One missed cycle is tolerated, the second is not;
 - the last ``VENUE_FAILURES_UNHEALTHY`` trading jobs (cycle or risk watch) in a row failed on
   the venue (an ``ExchangeError`` escaped the job or failed a risk-watch step): one blip is not
   an outage, two in a row on a 60 s risk watch is;
@@ -43,6 +44,8 @@ class HealthFacts:
     scheduler_alive: bool = False
     service_started_at: datetime | None = None
     cycle_interval_seconds: float | None = None
+    first_cycle_grace_seconds: float = 0.0
+    """Added to the limit before the first cycle: the providers' prefill runs first."""
     last_cycle_at: datetime | None = None
     last_cycle_as_of: datetime | None = None
     last_cycle_outcome: str | None = None
@@ -102,20 +105,25 @@ def stale_after(interval: float) -> float:
 
 
 def stall_reason(interval: float | None, last_cycle_at: datetime | None,
-                 started_at: datetime | None, now: datetime) -> str | None:
+                 started_at: datetime | None, now: datetime,
+                 first_cycle_grace: float = 0.0) -> str | None:
     """Why the daemon counts as stalled, None if it does not: no cycle completed for more
-    than :func:`stale_after` the interval, counted from the start before the first cycle.
+    than :func:`stale_after` the interval, counted from the start before the first cycle,
+    which is allowed ``first_cycle_grace`` seconds more (a daemon's providers' prefill runs
+    before it: a short cycle's limit is shorter than the prefill's budget).
     ``/healthz`` and ``sectorbot status`` judge by this one rule."""
     since = last_cycle_at or started_at
     if interval is None or since is None:
         return None
-    limit = stale_after(interval)
+    extra = first_cycle_grace if last_cycle_at is None else 0.0
+    limit = stale_after(interval) + extra
     waited = (now - since).total_seconds()
     if waited <= limit:
         return None
     what = "no cycle completed" if last_cycle_at is None else "last cycle completed"
+    prefill = f" + {extra:g}s prefill" if extra else ""
     return (f"{what} for {waited:.0f}s > {limit:.0f}s ({STALE_FACTOR:g} x {interval:g}s "
-            f"interval + {stale_grace(interval):g}s)")
+            f"interval + {stale_grace(interval):g}s{prefill})")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -131,7 +139,8 @@ def health_report(facts: HealthFacts, now: datetime | None = None) -> tuple[bool
     interval = facts.cycle_interval_seconds
     age = None if facts.last_cycle_at is None else (now - facts.last_cycle_at).total_seconds()
     limit = None if interval is None else stale_after(interval)
-    stalled = stall_reason(interval, facts.last_cycle_at, facts.service_started_at, now)
+    stalled = stall_reason(interval, facts.last_cycle_at, facts.service_started_at, now,
+                           facts.first_cycle_grace_seconds)
     if stalled is not None:
         reasons.append(stalled)
     reachable = (None if facts.venue_attempts == 0
@@ -178,7 +187,8 @@ def liveness_report(facts: HealthFacts,
     if not facts.scheduler_alive:
         reasons.append("scheduler not running")
     stalled = stall_reason(facts.cycle_interval_seconds, facts.last_cycle_at,
-                           facts.service_started_at, now)
+                           facts.service_started_at, now,
+                           facts.first_cycle_grace_seconds)
     if stalled is not None:
         reasons.append(stalled)
     return not reasons, {"status": "alive" if not reasons else "stalled", "reasons": reasons,

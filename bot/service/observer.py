@@ -24,8 +24,10 @@ class DaemonObserver(Protocol):
         ...
 
     def service_started(self, cycle_interval_seconds: float, alive: Callable[[], bool],
-                        store: StateStore, universe: Universe) -> None:
-        """The scheduler runs; ``alive`` says whether it still does."""
+                        store: StateStore, universe: Universe,
+                        first_cycle_grace: float = 0.0) -> None:
+        """The scheduler runs; ``alive`` says whether it still does. The first cycle is
+        due up to ``first_cycle_grace`` seconds late (the providers' prefill runs first)."""
         ...
 
     def service_stopped(self) -> None:
@@ -51,7 +53,8 @@ class NullObserver:
         return log
 
     def service_started(self, cycle_interval_seconds: float, alive: Callable[[], bool],
-                        store: StateStore, universe: Universe) -> None:
+                        store: StateStore, universe: Universe,
+                        first_cycle_grace: float = 0.0) -> None:
         pass
 
     def service_stopped(self) -> None:
@@ -82,9 +85,11 @@ class ObserverChain:
         return log
 
     def service_started(self, cycle_interval_seconds: float, alive: Callable[[], bool],
-                        store: StateStore, universe: Universe) -> None:
+                        store: StateStore, universe: Universe,
+                        first_cycle_grace: float = 0.0) -> None:
         for observer in self._observers:
-            observer.service_started(cycle_interval_seconds, alive, store, universe)
+            observer.service_started(cycle_interval_seconds, alive, store, universe,
+                                     first_cycle_grace)
 
     def service_stopped(self) -> None:
         for observer in self._observers:

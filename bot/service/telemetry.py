@@ -154,12 +154,14 @@ class Telemetry:
                                   error_type=type(exc).__name__)
 
     def service_started(self, cycle_interval_seconds: float, alive: Callable[[], bool],
-                        store: StateStore, universe: Universe) -> None:
+                        store: StateStore, universe: Universe,
+                        first_cycle_grace: float = 0.0) -> None:
         with self._guard():
             self._sector_of = {t.symbol: t.sector for t in universe.all_tokens()}
             self.health.set_alive_probe(alive)
             self.health.update(scheduler_alive=True, service_started_at=self._clock(),
-                               cycle_interval_seconds=cycle_interval_seconds)
+                               cycle_interval_seconds=cycle_interval_seconds,
+                               first_cycle_grace_seconds=first_cycle_grace)
             self._read_kill_switch(store)
 
     def service_stopped(self) -> None:
