@@ -15,7 +15,6 @@ from pydantic import SecretStr
 from bot.domain.models import MarketKind, OrderIntent, OrderStatus, OrderType, Side, TokenSpec
 from bot.exchange.ccxt_exchange import CcxtExchange, CredentialsRejected, RetryPolicy
 from bot.exchange.port import ExchangePort, OrderRejected
-from bot.logs import get_logger
 from bot.sources.market import VenueSignals
 from tests.exchange_emulator.okx_server import OKX_HOSTS, OkxEmulator
 from tests.exchange_emulator.okx_types import OkxInstrument
@@ -434,9 +433,17 @@ def test_positions_are_read_with_more_than_ten_perp_tokens() -> None:
         assert [p.amount for p in exchange.fetch_positions()] == [Decimal(1)]
 
 
+class _QuietLog:
+    """A logger of the daemon's shape (event name and fields) that keeps nothing: the
+    process-wide one may write to a stream an earlier test closed."""
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **fields: None
+
+
 def test_daily_closes_cover_the_whole_lookback(adapter: CcxtExchange,
                                                emu: OkxEmulator) -> None:
-    signals = VenueSignals(adapter, [TokenSpec("SOL", "L1")], 400, get_logger())
+    signals = VenueSignals(adapter, [TokenSpec("SOL", "L1")], 400, _QuietLog())
     snapshot = signals.snapshot(datetime.now(UTC))
     assert "prices:SOL" not in snapshot.stale
     assert len(snapshot.closes["SOL"].points) >= 399  # 300 on OKX today, silently
