@@ -33,11 +33,10 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from bot.logs import MASK, register_secrets, scrub_text
 from bot.service.log_tap import TappedLog
+from bot.service.observer import NullObserver
 
 if TYPE_CHECKING:
     from bot.config import AlertSettings
-    from bot.domain.models import Universe
-    from bot.service.cycle import CycleOutcome
     from bot.store.repo import StateStore
 
 MAX_TEXT = 3500
@@ -266,9 +265,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class AlertObserver:
+class AlertObserver(NullObserver):
     """Implements :class:`bot.service.observer.DaemonObserver`: alerts from the log events
-    and, for the risk watch (whose failed steps raise nothing), from its hook."""
+    and, for the risk watch (whose failed steps raise nothing), from its hook; the other
+    hooks report nothing (inherited)."""
 
     def __init__(self, settings: AlertSettings, log: Any, mode: str,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -285,21 +285,6 @@ class AlertObserver:
         alert = alert_for(event, fields, self._settings.failures_threshold)
         if alert is not None:
             self.notifier.submit(alert)
-
-    def service_started(self, cycle_interval_seconds: float, alive: Callable[[], bool],
-                        store: StateStore, universe: Universe,
-                        first_cycle_grace: float = 0.0) -> None:
-        pass
-
-    def service_stopped(self) -> None:
-        pass
-
-    def cycle_completed(self, outcome: CycleOutcome, seconds: float,
-                        store: StateStore) -> None:
-        pass
-
-    def cycle_failed(self, error: BaseException, seconds: float) -> None:
-        pass
 
     def risk_watch_done(self, failed_steps: Sequence[str] | None,
                         error: BaseException | None, store: StateStore) -> None:
