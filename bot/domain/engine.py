@@ -8,9 +8,6 @@ at every step. Same inputs, same decision, byte for byte (see ``bot.domain.codec
 Rules that override everything else:
 - prices stale (or no equity): hold. The book and the perp positions are reported as they
   are, the rotation state is not advanced and nothing adds risk;
-- a sector-metrics provider still on its first round (``providers:pending`` stale): the
-  same hold, so no rotation starts, no exit is confirmed and nothing is sold on momentum
-  alone (the risk watch, which is not a decision, runs as usual);
 - every token and the cash share within ``drift_band`` of target and the overlay as wanted:
   hold (no churn).
 """
@@ -54,13 +51,7 @@ from bot.domain.overlay import (
 )
 from bot.domain.params import StrategyParams
 from bot.domain.rotation import Phase, advance_rotation
-from bot.domain.signals import (
-    PROVIDERS_PENDING,
-    SignalReport,
-    benchmark_trend,
-    regime_of,
-    score_sectors,
-)
+from bot.domain.signals import SignalReport, benchmark_trend, regime_of, score_sectors
 
 HOLD = "hold"
 REBALANCE = "rebalance"
@@ -131,13 +122,6 @@ def evaluate(snapshot: MarketSnapshot, portfolio: Portfolio, universe: Universe,
     if view.prices_stale:
         return hold("hold: prices stale; book and positions kept as they are, rotation not "
                     "advanced", prior)
-    if PROVIDERS_PENDING in view.stale:
-        # Not a failed provider (its metrics are stale and the sector is scored on the
-        # rest) but one not read yet: re-weighting momentum to full confidence would rotate
-        # and sell on a partial picture that fills in within one round.
-        return hold("hold: a sector-metrics provider has not finished its first round; no "
-                    "rotation, exit or strategic trade until it has (rotation not advanced)",
-                    prior)
 
     symbols = {t.symbol for t in universe.all_tokens()}
     frozen = frozenset(t for t in book

@@ -20,9 +20,8 @@ and the sector metrics come the components (names as in ``SectorScore.components
   or an absolute APR cap, plus leverage crowding where the source has open interest: OI
   grown more than ``OI_CROWDED_GROWTH`` over ``OI_GROWTH_DAYS`` while funding is above
   ``OI_FUNDING_MIN_APR`` (rising OI with rising funding). Without OI data the component is
-  what it was; a failed OI read (``oi:<TOKEN>`` stale) is read as no OI (the funding
-  penalty stays, only the leverage part is missing): an outage is never less conservative
-  than a venue without OI;
+  what it was; a failed OI read (``oi:<TOKEN>`` stale) leaves that token's crowding unread,
+  as stale funding does;
 - ``cycle_prior``: the small bonus for the stage after the current leader's (not a signal,
   so it does not count towards confidence).
 
@@ -54,13 +53,6 @@ MIN_FUNDING_HISTORY = 30
 """Settlements needed before a token's own funding percentile is trusted."""
 
 Z_SCORED = ("mom", "tvl", "volume", "dev", "fees", "attention")
-
-PROVIDERS_PENDING = "providers:pending"
-"""Stale key of a snapshot taken while a sector-metrics provider has not yet published its
-first round (a fresh daemon whose prefill ran out of time): the metrics it will serve are
-not missing, only not read yet, so the engine holds (see ``bot.domain.engine``) rather than
-decide on momentum alone. A provider whose round failed is not pending: its metrics are
-stale and the sector is scored on what is left."""
 
 OI_GROWTH_DAYS = 7
 """Open-interest growth is measured over this many days (Binance serves 30 days of it)."""
@@ -302,10 +294,8 @@ def raw_sector_signals(view: MarketView, sector: SectorSpec, basket: tuple[str, 
     for symbol in basket:
         token = next(t for t in sector.tokens if t.symbol == symbol)
         reading = funding_reading(view, symbol, params) if token.perp else None
-        if reading is None:
-            continue  # unknown funding: nothing to read crowding from
-        # OI that could not be read (``oi:<TOKEN>`` stale) reads as no OI: ``oi_growth`` is
-        # None, so only the leverage part is missing and the funding penalty stays.
+        if reading is None or f"oi:{symbol}" in view.stale:
+            continue  # unknown funding, or OI the venue serves but could not be read
         excess = max(0.0, reading.apr - reading.threshold) / params.funding_crowded_apr
         growth = oi_growth(view, symbol)
         leverage = 0.0

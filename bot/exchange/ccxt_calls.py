@@ -50,11 +50,6 @@ class HaltedError(ExchangeUnavailable):
     """The daemon halted (its shutdown bound passed): the request was not sent."""
 
 
-class Throttled(ExchangeUnavailable):
-    """A single-attempt read (:meth:`Caller.probe`) was refused for the rate limit, or not
-    sent because the account is pausing after one."""
-
-
 class CredentialsRejected(ExchangeError):
     """The venue refused the API key, signature or permissions: fix the config, don't retry."""
 
@@ -230,28 +225,6 @@ class Caller:
                 f"{what} failed {self.policy.read_attempts} times", exc)) from exc
         except ccxt.BaseError as exc:
             raise self.translate(what, exc, write=write) from exc
-
-    def probe(self, exchange: Any, what: str, fn: Callable[[], T]) -> T:
-        """One unretried read of optional data (open-interest statistics) that must cost
-        the account nothing: not sent while the account is pausing after a rate limit (no
-        wait either), and a rate-limit answer raises :class:`Throttled` *without* pausing
-        the account: such endpoints have limits of their own (Binance's ``/futures/data``),
-        and their 429 must not hold up orders and stop placement. Other ccxt failures
-        become port errors as in :meth:`read`; anything else propagates as raised."""
-        if self._halted.is_set():
-            raise HaltedError("the daemon has stopped: no request leaves for the venue")
-        with self._lock:
-            pausing = self._quiet_until > time.monotonic()
-        if pausing:
-            raise Throttled(f"{what}: not sent, the account is pausing after a rate limit")
-        try:
-            return fn()
-        except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
-            raise Throttled(self.message(what, exc)) from exc
-        except ccxt.OperationFailed as exc:
-            raise ExchangeUnavailable(self.message(f"{what} failed", exc)) from exc
-        except ccxt.BaseError as exc:
-            raise self.translate(what, exc, write=False) from exc
 
     # -- translation ------------------------------------------------------------------------
     def message(self, what: str, exc: BaseException) -> str:

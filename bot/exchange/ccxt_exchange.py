@@ -40,7 +40,6 @@ from bot.exchange.ccxt_calls import (
     CredentialsRejected,
     RetryPolicy,
     Scrubber,
-    Throttled,
 )
 from bot.exchange.ccxt_orders import OrderDesk
 from bot.exchange.port import (
@@ -64,11 +63,6 @@ Secret = SecretStr | str | None
 WIRE_LOGGER = logging.getLogger("bot.exchange.ccxt_wire")
 WIRE_LOGGER.setLevel(logging.INFO)
 ExchangeFactory = Callable[[str, dict[str, Any]], Any]
-OI_READ_SECONDS = 5.0
-"""Bound on one snapshot's open-interest read (all perps): it runs inside the cycle, and
-the data is optional; tokens not reached in time are named failed (their OI is stale)."""
-OI_IN_CONTRACTS = frozenset({"okx"})
-"""ccxt ids whose ``openInterestAmount`` counts contracts, not the base asset."""
 
 
 def _plain(value: Secret) -> str:
@@ -385,66 +379,33 @@ class CcxtExchange:
         the three has a batch endpoint for the history. None where the venue does not serve
         it (``has['fetchOpenInterestHistory']`` false, or ccxt raises ``NotSupported``: a
         host without the endpoint, e.g. Binance's testnet); a token's failed read is named
-        in ``failed``.
-
-        OI is optional and read inside the cycle's snapshot, so it costs little: one
-        attempt per token (:meth:`Caller.probe`: no retries, and a 429 from the statistics
-        endpoint's own limit does not pause the account's orders and stops), the first
-        rate-limit answer ends the read (the tokens left are named failed), and the whole
-        read ends after ``OI_READ_SECONDS``. An error of any kind fails only its token.
-
-        Amounts are base-asset (``openInterestAmount``), never USD values: a USD series
-        moves with the price, and price moves alone are not leverage building. A row
-        without an amount is dropped. OKX counts it in contracts: converted with the
-        market's ``contractSize``, and not read where that is unknown."""
+        in ``failed``. Amounts are ``openInterestAmount`` (base asset: price moves alone are
+        not growth) where every row has it, else ``openInterestValue``."""
         instance = self._exchanges.get(MarketKind.PERP)
         if (instance is None or self._oi_served is False
                 or not instance.has.get("fetchOpenInterestHistory")):
             return None
-        deadline = time.monotonic() + OI_READ_SECONDS
         history: dict[str, list[tuple[int, float]]] = {}
         failed: dict[str, str] = {}
-        routes: list[tuple[str, Any, str, dict[str, Any]]] = []
         for token in sorted(set(tokens)):
             try:
-                exchange, symbol, market = self.route(token, MarketKind.PERP)
+                exchange, symbol, _ = self.route(token, MarketKind.PERP)
             except OrderRejected:
                 continue  # not listed as a perp here: nothing to read, nothing stale
-            routes.append((token, exchange, symbol, market))
-        for n, (token, exchange, symbol, market) in enumerate(routes):
-            if time.monotonic() >= deadline:
-                failed.update({rest: f"open interest not read: the read's {OI_READ_SECONDS:g} s "
-                               "per snapshot ran out" for rest, *_ in routes[n:]})
-                break
-            unit = 1.0
-            if getattr(exchange, "id", "") in OI_IN_CONTRACTS:
-                unit = _contract_size(market)
-                if not unit:
-                    failed[token] = (f"{self.name} counts open interest in contracts and "
-                                     f"{symbol} has no contract size: not read")
-                    continue
 
             def read(ex: Any = exchange, sym: str = symbol) -> Any:
                 return ex.fetch_open_interest_history(sym, "1d", None, days)
 
-            what = f"fetch_open_interest_history {symbol}"
             try:
-                rows = self._caller.probe(exchange, what, read)
-            except Throttled as exc:
-                failed[token] = str(exc)
-                failed.update({rest: "open interest not read: the venue throttled an earlier "
-                               "token's read" for rest, *_ in routes[n + 1:]})
-                break
+                rows = self._caller.read(exchange, f"fetch_open_interest_history {symbol}",
+                                         read)
             except ExchangeError as exc:
                 if isinstance(exc.__cause__, ccxt.NotSupported):
                     self._oi_served = False
                     return None
                 failed[token] = str(exc)
                 continue
-            except Exception as exc:  # ccxt parsing an error body as data (KeyError ...)
-                failed[token] = self._caller.message(f"{what}: unexpected", exc)
-                continue
-            history[token] = _open_interest_rows(rows or [], unit)
+            history[token] = _open_interest_rows(rows or [])
         self._oi_served = True
         return OpenInterestHistory(history, failed)
 
@@ -574,29 +535,23 @@ class CcxtExchange:
                 exchange, wire, to is MarketKind.PERP, int(since.timestamp() * 1000)))
 
 
-def _open_interest_rows(rows: Iterable[Any], unit: float = 1.0) -> list[tuple[int, float]]:
-    """ccxt open-interest structures as ``(ms, base amount)``, oldest first: the
-    ``openInterestAmount`` times ``unit`` (the contract size where the venue counts
-    contracts). A row without an amount, or malformed, is dropped (missing data): never
-    replaced by its USD value, which would read price moves as OI growth."""
-    out: dict[int, float] = {}
-    for row in rows:
-        try:
-            stamp, value = int(row["timestamp"]), float(row["openInterestAmount"]) * unit
-        except (TypeError, ValueError, KeyError):
-            continue
-        if math.isfinite(value) and value > 0:
-            out[stamp] = value
-    return sorted(out.items())
+def _open_interest_rows(rows: Iterable[Any]) -> list[tuple[int, float]]:
+    """ccxt open-interest structures as ``(ms, amount)``, oldest first; base-asset amounts
+    when every row has one, else USD values; a malformed row is skipped (missing data)."""
+    def column(key: str) -> list[tuple[int, float]]:
+        out: dict[int, float] = {}
+        for row in rows:
+            try:
+                stamp, value = int(row["timestamp"]), float(row[key])
+            except (TypeError, ValueError, KeyError):
+                continue
+            if math.isfinite(value) and value > 0:
+                out[stamp] = value
+        return sorted(out.items())
 
-
-def _contract_size(market: Mapping[str, Any]) -> float:
-    """The market's base units per contract, or 0.0 when unknown or unusable."""
-    try:
-        size = float(market["contractSize"])
-    except (TypeError, ValueError, KeyError):
-        return 0.0
-    return size if math.isfinite(size) and size > 0 else 0.0
+    rows = list(rows)
+    amounts, values = column("openInterestAmount"), column("openInterestValue")
+    return amounts if len(amounts) >= len(values) else values
 
 
 def _last_prices(exchange: Any, symbols: list[str]) -> dict[str, Any]:

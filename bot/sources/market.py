@@ -13,9 +13,7 @@ at ``as_of`` are visible, so today's still-open candle never enters a decision.
 
 A fetch that fails after the adapter's retries does not raise: it marks its signal stale
 (``prices:<TOKEN>``; ``prices`` when no token's prices could be read; ``funding``), and the
-engine holds rather than move money on a partial picture. While a sector-metrics provider
-has not published its first round the snapshot carries ``providers:pending`` and the engine
-holds too; a provider whose round failed is not pending (its metrics are stale).
+engine holds rather than move money on a partial picture.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from bot.domain.models import FundingRate, MarketKind, MarketSnapshot, Series, TokenSpec
-from bot.domain.signals import PROVIDERS_PENDING
 from bot.exchange.port import ExchangeError, MarketDataPort, OpenInterestHistory
 from bot.sources.venue_read import VenueRead
 
@@ -188,11 +185,7 @@ class VenueSignals:
             # The first read of a daemon that did not prefill (``sectorbot signals``, a test):
             # every provider's first round at once, each bounded by its own budget.
             self.refresh_providers(as_of, wait=self.prefill_budget)
-        pending: list[str] = []
         for provider in self.sector_metrics:
-            # Asked before reading: a round that ends in between is caught next cycle.
-            if not provider.published:
-                pending.append(provider.name)
             served, failed = provider.metrics(as_of)
             for sector, per in served.items():
                 metrics.setdefault(sector, {}).update(per)
@@ -205,13 +198,6 @@ class VenueSignals:
                     self.log.warning("signal.component_dropped", component=name, reason=why)
             reported |= {**failed, **dropped}
             stale |= set(failed)
-        if pending:
-            # Not read yet is not failed: the engine holds until every first round is in.
-            stale.add(PROVIDERS_PENDING)
-            why = f"first round not finished yet: {', '.join(pending)}"
-            if self._reported.get(PROVIDERS_PENDING) != why:
-                self.log.warning("signal.fetch_failed", signal=PROVIDERS_PENDING, error=why)
-            reported[PROVIDERS_PENDING] = why
         self._reported = reported
         self.last_read = VenueRead(as_of, read_candles, read_rates)
         return MarketSnapshot(as_of=as_of, closes=closes, quote_volumes=volumes,
@@ -222,16 +208,13 @@ class VenueSignals:
     def _open_interest(self, perps: list[str], as_of: datetime,
                        stale: set[str]) -> dict[str, Series]:
         """Each perp's daily open interest where the venue serves it; a token whose read
-        failed or came back empty is ``oi:<TOKEN>`` stale (its crowding then has no leverage
-        part, as without OI). A venue without open interest adds nothing and no stale key;
-        an error of any kind marks every perp's OI stale and never fails the cycle."""
+        failed or came back empty is ``oi:<TOKEN>`` stale (its crowding is then not read,
+        as with stale funding). A venue without open interest adds nothing and no stale key."""
         try:
             answer: OpenInterestHistory | None = self.exchange.fetch_open_interest_history(
                 perps, OI_DAYS)
-        except Exception as exc:  # optional data: never a failed cycle
-            error = (str(exc) if isinstance(exc, ExchangeError)
-                     else f"unexpected {type(exc).__name__}: {exc}")
-            self.log.warning("signal.fetch_failed", signal="oi", error=error)
+        except ExchangeError as exc:
+            self.log.warning("signal.fetch_failed", signal="oi", error=str(exc))
             stale.update(f"oi:{t}" for t in perps)
             return {}
         if answer is None:
